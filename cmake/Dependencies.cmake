@@ -1,0 +1,26 @@
+# Every dependency comes from Debian 12 packages (scripts/bootstrap installs them).
+# See ../shared/STACK.md for the probe behind each line.
+find_package(Threads REQUIRED)
+
+# The pure protocol library (src/smtp) needs nothing; the fuzz build stops here.
+if(MMA_FUZZ)
+  return()
+endif()
+
+find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
+add_library(asio INTERFACE)
+target_include_directories(asio SYSTEM INTERFACE ${ASIO_INCLUDE_DIR})
+target_compile_definitions(asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+target_link_libraries(asio INTERFACE Threads::Threads)
+
+find_package(OpenSSL 3 REQUIRED)
+find_package(tomlplusplus CONFIG REQUIRED)
+find_package(spdlog CONFIG REQUIRED)
+find_package(fmt CONFIG REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+if(MMA_TESTS)
+  find_package(GTest CONFIG REQUIRED)
+endif()
+if(MMA_BENCH)
+  find_package(benchmark CONFIG REQUIRED)
+endif()

@@ -1,0 +1,208 @@
+#include "app/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "delivery/mta_worker.hpp"
+#include "inbound/listener.hpp"
+#include "net/event_loops.hpp"
+#include "observe/accounting_log.hpp"
+#include "routing/queue.hpp"
+#include "routing/router.hpp"
+
+namespace mma::app {
+namespace {
+
+using std::chrono::milliseconds;
+
+void log_stats(const std::vector<std::unique_ptr<routing::Queue>>& queues) {
+  for (const auto& q : queues) {
+    const routing::QueueStats s = q->stats();
+    spdlog::info(
+        "queue {}: msg_count={} workers={} ready={} queued={} in_flight={} retrying={} "
+        "peak_mtas={} "
+        "peak_msgs={} delivered={} bounced={} failed={} deferred={}",
+        s.name, s.msg_count, s.workers, s.ready, s.queued, s.in_flight, s.retrying, s.peak_mtas,
+        s.peak_msgs, s.delivered, s.bounced, s.failed, s.deferred);
+  }
+}
+
+class Daemon {
+ public:
+  Daemon(const config::Config& cfg, const ServeOptions& opts)
+      : cfg_(cfg),
+        opts_(opts),
+        loops_(cfg.server.threads),
+        accounting_(cfg.server.accounting_log) {}
+
+  int run() {
+    for (const auto& qc : cfg_.queues) {
+      auto q = std::make_unique<routing::Queue>(qc, accounting_, loops_);
+      q->set_spawner([this](routing::Queue& queue) {
+        delivery::MtaWorker::start(loops_.next().get_executor(), queue, cfg_.delivery.helo_name);
+      });
+      queues_.push_back(std::move(q));
+    }
+    std::vector<routing::Queue*> raw;
+    for (auto& q : queues_) raw.push_back(q.get());
+    router_ = std::make_unique<routing::Router>(raw);
+    try {
+      for (const auto& lc : cfg_.listeners) {
+        listeners_.push_back(std::make_unique<inbound::Listener>(loops_, lc, *router_));
+        listeners_.back()->start();
+      }
+    } catch (const std::exception& e) {
+      spdlog::critical("{}", e.what());
+      return 1;
+    }
+    for (auto& q : queues_) q->start();
+    if (opts_.stdio) start_stdio();
+    watch_signals();
+    start_stats_timer();
+    spdlog::info("mma serve: {} listener(s), {} queue(s), {} event-loop thread(s)",
+                 listeners_.size(), queues_.size(), loops_.size());
+    loops_.run();
+    accounting_.flush();
+    return exit_code_;
+  }
+
+ private:
+  void start_stdio() {
+    stdio_cfg_.protocol = opts_.stdio_lmtp ? config::Protocol::Lmtp : config::Protocol::Smtp;
+    stdio_cfg_.ack = opts_.stdio_delivered ? config::AckMode::Delivered : config::AckMode::Received;
+    stdio_cfg_.hostname = cfg_.server.hostname;
+    stdio_ctx_ = std::make_unique<inbound::ListenerContext>(stdio_cfg_, *router_);
+    auto ex = loops_.main().get_executor();
+    auto stream = std::make_unique<net::PipeStream>(ex, ::dup(0), ::dup(1), "stdio");
+    // When the composer closes the pipe, deliver what it sent, then exit (as `sendmail -bs`).
+    inbound::InboundSession::start(std::move(stream), ex, *stdio_ctx_, false, [this] {
+      asio::post(loops_.main(), [this] { shutdown(/*wait_for_all=*/true); });
+    });
+  }
+
+  void watch_signals() {
+    if (!signals_hup_) {
+      signals_.add(SIGHUP);
+      signals_hup_ = true;
+    }
+    signals_.async_wait([this](std::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGUSR1) {
+        log_stats(queues_);
+      } else if (sig == SIGHUP) {
+        spdlog::warn(
+            "SIGHUP: configuration reload is not supported yet; the configuration is unchanged");
+      } else {
+        spdlog::info("{}: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        shutdown(false);
+      }
+      watch_signals();
+    });
+  }
+
+  void start_stats_timer() {
+    if (cfg_.server.stats_interval.count() == 0) return;
+    stats_timer_.expires_after(cfg_.server.stats_interval);
+    stats_timer_.async_wait([this](std::error_code ec) {
+      if (ec) return;
+      log_stats(queues_);
+      start_stats_timer();
+    });
+  }
+
+  // Stop accepting; keep delivering for up to shutdown_grace (or until all is delivered when
+  // `wait_for_all`); then stop the workers and the loops.
+  void shutdown(bool wait_for_all) {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    for (auto& l : listeners_) l->stop();
+    deadline_ = std::chrono::steady_clock::now() + cfg_.server.shutdown_grace;
+    wait_for_all_ = wait_for_all;
+    drain();
+  }
+
+  void drain() {
+    std::size_t backlog = 0;
+    for (auto& q : queues_) backlog += q->backlog();
+    const bool late = !wait_for_all_ && std::chrono::steady_clock::now() >= deadline_;
+    if (backlog > 0 && !late) {
+      drain_timer_.expires_after(milliseconds(50));
+      drain_timer_.async_wait([this](std::error_code) { drain(); });
+      return;
+    }
+    std::size_t dropped = 0;
+    for (auto& q : queues_) dropped += q->backlog_recipients();
+    if (dropped > 0) {
+      spdlog::warn(
+          "shutting down with {} recipient(s) undelivered: lost (ack mode `received` keeps mail in "
+          "memory only)",
+          dropped);
+      exit_code_ = 0;
+    } else {
+      spdlog::info("all queues are empty");
+    }
+    log_stats(queues_);
+    for (auto& q : queues_) q->stop();
+    // Give workers a moment to say QUIT, then stop.
+    drain_timer_.expires_after(milliseconds(dropped > 0 ? 100 : 500));
+    drain_timer_.async_wait([this](std::error_code) { stop_when_workers_gone(0); });
+  }
+
+  void stop_when_workers_gone(int rounds) {
+    unsigned workers = 0;
+    for (auto& q : queues_) workers += q->stats().workers;
+    if (workers > 0 && rounds < 100) {
+      drain_timer_.expires_after(milliseconds(50));
+      drain_timer_.async_wait(
+          [this, rounds](std::error_code) { stop_when_workers_gone(rounds + 1); });
+      return;
+    }
+    loops_.stop();
+  }
+
+  const config::Config& cfg_;
+  const ServeOptions& opts_;
+  net::EventLoops loops_;
+  observe::AccountingLog accounting_;
+  std::vector<std::unique_ptr<routing::Queue>> queues_;
+  std::unique_ptr<routing::Router> router_;
+  std::vector<std::unique_ptr<inbound::Listener>> listeners_;
+  config::ListenerSection stdio_cfg_;
+  std::unique_ptr<inbound::ListenerContext> stdio_ctx_;
+  asio::signal_set signals_{loops_.main(), SIGINT, SIGTERM, SIGUSR1};
+  asio::steady_timer stats_timer_{loops_.main()};
+  asio::steady_timer drain_timer_{loops_.main()};
+  std::chrono::steady_clock::time_point deadline_{};
+  bool shutting_down_ = false;
+  bool signals_hup_ = false;
+  bool wait_for_all_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace
+
+int run_daemon(const config::Config& cfg, const ServeOptions& opts) {
+  std::signal(SIGPIPE, SIG_IGN);
+  int code = 1;
+  try {
+    // Never destroyed: coroutine frames on one event loop may hold timers of another, so a
+    // tidy teardown has no safe order. What must outlive the process (the accounting log) is
+    // flushed by run(); the process then ends without destructors.
+    auto* d = new Daemon(cfg, opts);
+    code = d->run();
+  } catch (const std::exception& e) {
+    spdlog::critical("mma serve: {}", e.what());
+  }
+  spdlog::shutdown();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(code);
+}
+
+}  // namespace mma::app

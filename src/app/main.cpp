@@ -1,0 +1,214 @@
+// mma: the mass-mail accelerator. One binary, subcommands (DESIGN.md §1):
+//   serve             the accelerator daemon
+//   sink              a simulated internet of remote MTAs, for tests and benchmarks
+//   compose           the composer: a campaign, personalized and injected
+//   config-reference  the configuration reference (docs/CONFIG.md)
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+#include "app/daemon.hpp"
+#include "compose/injector.hpp"
+#include "compose/synthetic_campaign.hpp"
+#include "config/config.hpp"
+#include "config/units.hpp"
+#include "sink/sink_server.hpp"
+
+namespace {
+
+using namespace mma;
+
+std::chrono::milliseconds duration_arg(const std::string& s, const char* what) {
+  if (s.empty()) return std::chrono::milliseconds(0);
+  auto d = config::parse_duration(s);
+  if (!d) throw CLI::ValidationError(what, "expected a duration such as 100ms or 2s");
+  return *d;
+}
+
+config::Endpoint endpoint_arg(const std::string& s, std::uint16_t default_port) {
+  std::string err;
+  auto ep = config::parse_endpoint(s, default_port, err);
+  if (!ep) throw CLI::ValidationError(s, err);
+  return *ep;
+}
+
+void setup_logging(const std::string& level) {
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mma: the mass-mail accelerator"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+
+  // --- serve ---
+  app::ServeOptions serve;
+  bool check = false;
+  auto* serve_cmd = app.add_subcommand("serve", "Run the accelerator daemon");
+  serve_cmd->add_option("--config,-c", serve.config_path, "Configuration file (TOML)")->required();
+  serve_cmd->add_flag("--check", check, "Validate the configuration and exit");
+  serve_cmd->add_flag(
+      "--stdio", serve.stdio,
+      "Also serve one SMTP session on stdin/stdout; exit when it ends and all is delivered");
+  serve_cmd->add_flag("--stdio-lmtp", serve.stdio_lmtp, "Speak LMTP on stdin/stdout");
+  serve_cmd->add_flag("--stdio-delivered", serve.stdio_delivered,
+                      "Use the `delivered` ack mode on stdin/stdout");
+
+  // --- sink ---
+  sink::SinkOptions sink_opts;
+  std::vector<std::string> listen;
+  std::string banner_delay, reply_delay, data_delay, report_every, duration;
+  bool no_pipelining = false, no_ehlo = false;
+  auto* sink_cmd = app.add_subcommand("sink", "Run a simulated internet of remote MTAs");
+  sink_cmd
+      ->add_option("--listen,-l", listen,
+                   "Address to listen on (host:port or unix:/path); repeatable")
+      ->required();
+  sink_cmd->add_option("--threads", sink_opts.threads, "Event-loop threads")->capture_default_str();
+  sink_cmd->add_option("--hostname", sink_opts.hostname, "Name in the banner")
+      ->capture_default_str();
+  sink_cmd->add_option("--banner-delay", banner_delay, "Delay before the greeting (e.g. 100ms)");
+  sink_cmd->add_option("--reply-delay", reply_delay, "Delay before each batch of replies");
+  sink_cmd->add_option("--data-delay", data_delay, "Delay before the reply to the final \".\"");
+  sink_cmd->add_option("--rcpt-defer", sink_opts.rcpt_defer, "Fraction of recipients answered 451");
+  sink_cmd->add_option("--rcpt-reject", sink_opts.rcpt_reject,
+                       "Fraction of recipients answered 550");
+  sink_cmd->add_option("--txn-defer", sink_opts.txn_defer,
+                       "Fraction of transactions answered 451 after the data");
+  sink_cmd->add_option("--txn-reject", sink_opts.txn_reject,
+                       "Fraction of transactions answered 554 after the data");
+  sink_cmd->add_option("--drop", sink_opts.drop,
+                       "Fraction of transactions whose connection is dropped after the data");
+  sink_cmd->add_option("--seed", sink_opts.seed, "Seed of the fault dice")->capture_default_str();
+  sink_cmd->add_flag("--no-pipelining", no_pipelining, "Do not offer PIPELINING");
+  sink_cmd->add_flag("--no-ehlo", no_ehlo, "Refuse EHLO (502), so clients fall back to HELO");
+  sink_cmd->add_option("--max-message-size", sink_opts.max_message_size,
+                       "SIZE limit in bytes (0: none)");
+  sink_cmd->add_option("--report", sink_opts.report_path,
+                       "Write counts as JSON here (default: stdout on exit)");
+  sink_cmd->add_option("--report-every", report_every,
+                       "Also rewrite the report this often (e.g. 500ms)");
+  sink_cmd->add_option("--maildir", sink_opts.maildir,
+                       "Write every accepted message into this directory");
+  sink_cmd->add_option("--duration", duration, "Exit after this long");
+
+  // --- compose ---
+  compose::SyntheticOptions syn;
+  compose::InjectOptions inj;
+  std::string server = "127.0.0.1:2525", progress = "auto", summary_path;
+  auto* compose_cmd = app.add_subcommand("compose", "Compose a campaign and inject it into an MTA");
+  compose_cmd->add_option("--synthetic", syn.messages, "Generate this many personalized messages")
+      ->required();
+  compose_cmd->add_option("--domains", syn.domains, "Spread recipients over this many domains")
+      ->capture_default_str();
+  compose_cmd->add_option("--domain-suffix", syn.domain_suffix, "Domains are d<N>.<suffix>")
+      ->capture_default_str();
+  compose_cmd->add_option("--rcpts", syn.rcpts_per_message, "Recipients per message")
+      ->capture_default_str();
+  compose_cmd->add_option("--size", syn.body_size, "Approximate message size in bytes")
+      ->capture_default_str();
+  compose_cmd->add_option("--big-domain", syn.big_domain,
+                          "Send a share of recipients to this domain");
+  compose_cmd->add_option("--big-share", syn.big_share, "That share (0 to 1)");
+  compose_cmd->add_option("--sender", syn.sender, "Envelope sender")->capture_default_str();
+  compose_cmd->add_option("--campaign", syn.campaign, "Campaign name (in Message-IDs)")
+      ->capture_default_str();
+  compose_cmd->add_option("--server,-s", server, "Where to inject: host:port or unix:/path")
+      ->capture_default_str();
+  compose_cmd->add_option("--connections,-n", inj.connections, "Parallel connections")
+      ->capture_default_str();
+  compose_cmd->add_flag("--lmtp", inj.lmtp, "Speak LMTP");
+  compose_cmd->add_option("--progress", progress, "auto, always, never")->capture_default_str();
+  compose_cmd->add_option("--summary-json", summary_path, "Also write the summary as JSON here");
+
+  auto* ref_cmd =
+      app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  setup_logging(log_level);
+
+  if (ref_cmd->parsed()) {
+    std::cout << config::config_reference();
+    return 0;
+  }
+  if (serve_cmd->parsed()) {
+    config::Config cfg;
+    try {
+      cfg = config::load_config(serve.config_path);
+    } catch (const config::ConfigError& e) {
+      std::fprintf(stderr, "mma: %s\n", e.what());
+      return 2;
+    }
+    if (check) {
+      std::size_t general = 0;
+      for (const auto& q : cfg.queues) general += q.general() ? 1 : 0;
+      std::printf("%s: ok: %zu listener(s), %zu queue(s)%s\n", serve.config_path.c_str(),
+                  cfg.listeners.size(), cfg.queues.size(),
+                  general ? ", with a general queue" : ", no general queue");
+      return 0;
+    }
+    if (cfg.listeners.empty() && !serve.stdio) {
+      std::fprintf(stderr, "mma: %s: no [[listener]] configured and no --stdio: nothing to serve\n",
+                   serve.config_path.c_str());
+      return 2;
+    }
+    return app::run_daemon(cfg, serve);
+  }
+  if (sink_cmd->parsed()) {
+    try {
+      for (const auto& l : listen) sink_opts.listen.push_back(endpoint_arg(l, 0));
+      sink_opts.banner_delay = duration_arg(banner_delay, "--banner-delay");
+      sink_opts.reply_delay = duration_arg(reply_delay, "--reply-delay");
+      sink_opts.data_delay = duration_arg(data_delay, "--data-delay");
+      sink_opts.report_every = duration_arg(report_every, "--report-every");
+      sink_opts.duration = duration_arg(duration, "--duration");
+    } catch (const CLI::Error& e) {
+      return app.exit(e);
+    }
+    sink_opts.pipelining = !no_pipelining;
+    sink_opts.ehlo = !no_ehlo;
+    return sink::run_sink(sink_opts);
+  }
+  if (compose_cmd->parsed()) {
+    try {
+      inj.server = endpoint_arg(server, 25);
+    } catch (const CLI::Error& e) {
+      return app.exit(e);
+    }
+    inj.progress = progress == "always"  ? compose::InjectOptions::Progress::Always
+                   : progress == "never" ? compose::InjectOptions::Progress::Never
+                                         : compose::InjectOptions::Progress::Auto;
+    if (syn.domains == 0) syn.domains = 1;
+    compose::SyntheticCampaign campaign(syn);
+    const compose::InjectResult r = compose::inject(campaign, inj);
+    std::printf(
+        "composed %zu, accepted %zu, deferred %zu, rejected %zu, unanswered %zu in %.2f s: %.0f "
+        "msg/s\n",
+        r.messages, r.accepted, r.deferred, r.rejected, r.unanswered, r.seconds,
+        r.seconds > 0 ? static_cast<double>(r.messages) / r.seconds : 0.0);
+    for (const auto& [reason, n] : r.reasons) {
+      if (reason.find("accepted") == std::string::npos)
+        std::printf("  refused %zu x %s\n", n, reason.c_str());
+    }
+    if (!summary_path.empty()) {
+      if (std::FILE* f = std::fopen(summary_path.c_str(), "w")) {
+        const std::string j = compose::summary_json(r);
+        std::fwrite(j.data(), 1, j.size(), f);
+        std::fclose(f);
+      }
+    }
+    return r.accepted == r.messages ? 0 : 3;
+  }
+  return 0;
+}

@@ -1,0 +1,106 @@
+// config/config: the typed configuration of `mma serve`, loaded from TOML.
+//
+// Every key is declared once in params.cpp with its default and its documentation; the
+// loader refuses keys it does not know, and every error names the file, line and key.
+// docs/CONFIG.md is generated from the same table (`mma config-reference`).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/cidr.hpp"
+#include "config/endpoint.hpp"
+
+namespace mma::config {
+
+using Duration = std::chrono::milliseconds;
+
+enum class Protocol : unsigned char { Smtp, Lmtp };
+enum class AckMode : unsigned char { Received, Delivered };
+
+struct ServerSection {
+  std::string hostname;  // banner, EHLO and Received: headers
+  unsigned threads = 0;  // event-loop threads; 0: one per core
+  std::string accounting_log;
+  Duration stats_interval{60'000};
+  Duration shutdown_grace{30'000};
+};
+
+struct ListenerSection {
+  Endpoint address;
+  Protocol protocol = Protocol::Smtp;
+  AckMode ack = AckMode::Received;
+  std::vector<Cidr> allow;
+  std::size_t max_connections = 1000;
+  Duration idle_timeout{300'000};
+  std::uint64_t max_message_size = 64ull << 20;
+  std::size_t max_recipients = 1000;
+  std::size_t max_errors = 20;
+  std::uint32_t socket_mode = 0660;  // unix sockets
+  std::string hostname;
+  int line = 0;  // where it was declared, for messages
+};
+
+// RFC 5321 §4.5.3.2 gives the client-side defaults.
+struct Timeouts {
+  Duration connect{30'000};
+  Duration banner{300'000};      // the 220 greeting, and EHLO/HELO
+  Duration command{300'000};     // MAIL, RCPT, RSET, QUIT
+  Duration data{120'000};        // DATA's 354, and each block of content written
+  Duration data_done{600'000};   // the reply after the final "."
+  Duration idle{5'000};          // an unused connection is closed after this
+  Duration deliver{86'400'000};  // a recipient still undelivered after this has failed
+};
+
+struct DeliverySection {
+  std::uint16_t port = 25;
+  std::string helo_name;
+  Timeouts timeouts;
+};
+
+struct QueueSection {
+  std::string name;
+  std::vector<std::string> domains;  // "example.com" or "*.example.com"; empty: the general queue
+  std::vector<Endpoint> mx;          // static hosts, tried as equal-preference MX
+  unsigned init_mta = 0;
+  unsigned max_mta = 100;
+  std::size_t max_queue = 0;
+  std::size_t max_jobs = 1000;
+  std::size_t batch_size = 100;
+  unsigned max_retries = 10;
+  Duration retry_delay{1'000};
+  Duration retry_delay_max{300'000};
+  std::uint64_t max_size = 0;
+  std::size_t throttle = 100'000;  // waiting jobs beyond which inbound sessions are held
+  Timeouts timeouts;
+  int line = 0;
+
+  [[nodiscard]] bool general() const { return domains.empty(); }
+};
+
+struct Config {
+  std::string path;
+  ServerSection server;
+  std::vector<ListenerSection> listeners;
+  DeliverySection delivery;
+  std::vector<QueueSection> queues;
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Throws ConfigError: "FILE:LINE: KEY: what is wrong".
+Config load_config(const std::string& path);
+Config parse_config(std::string_view toml, const std::string& path);
+
+// Markdown reference of every key (docs/CONFIG.md).
+std::string config_reference();
+
+}  // namespace mma::config

@@ -1,0 +1,136 @@
+#include "config/params.hpp"
+
+#include <array>
+
+#include "config/config.hpp"
+
+namespace mma::config {
+namespace {
+
+constexpr std::array kParams{
+    // [server]
+    Param{"server", "hostname", "string", "the host name",
+          "Name in the banner, the EHLO of outbound connections and Received: headers."},
+    Param{"server", "threads", "integer", "0",
+          "Event-loop threads; 0 means one per core. Connections are coroutines on these threads, "
+          "never a thread each."},
+    Param{"server", "accounting_log", "path", "\"mma-accounting.jsonl\"",
+          "Accounting log: one JSON line per recipient event (deferred, and the one final outcome: "
+          "delivered, bounced, failed)."},
+    Param{"server", "stats_interval", "duration", "\"60s\"",
+          "How often queue statistics are logged (also on SIGUSR1); 0 disables the periodic log."},
+    Param{"server", "shutdown_grace", "duration", "\"30s\"",
+          "On SIGTERM/SIGINT: how long to keep delivering what is queued before exiting."},
+    // [[listener]]
+    Param{"listener", "address", "endpoint", "(required)",
+          "\"host:port\", \"[v6]:port\" or \"unix:/path\"."},
+    Param{"listener", "protocol", "\"smtp\" or \"lmtp\"", "\"smtp\"",
+          "ESMTP (RFC 5321) or LMTP (RFC 2033: one reply per recipient after DATA)."},
+    Param{"listener", "ack", "\"received\" or \"delivered\"", "\"received\"",
+          "When the composer gets its 250: once the body is in memory, or once the remote MTA "
+          "accepted it (see docs/ACK_MODES.md)."},
+    Param{"listener", "allow", "list of CIDR", "[\"127.0.0.0/8\", \"::1/128\"]",
+          "Client networks allowed to relay. Everyone else gets a 554 5.7.1 greeting. 0.0.0.0/0 is "
+          "refused: mma is never an open relay."},
+    Param{"listener", "max_connections", "integer", "1000",
+          "Connections beyond this get 421 4.7.0 and are closed."},
+    Param{"listener", "idle_timeout", "duration", "\"300s\"",
+          "A client silent this long gets 421 4.4.2 and is closed (RFC 5321 §4.5.3.2.7)."},
+    Param{"listener", "max_message_size", "size", "\"64M\"",
+          "Advertised with SIZE (RFC 1870); larger messages get 552 5.3.4."},
+    Param{"listener", "max_recipients", "integer", "1000",
+          "Recipients per message; more get 452 4.5.3 (RFC 5321 §4.5.3.1.10)."},
+    Param{"listener", "max_errors", "integer", "20",
+          "Protocol errors before the connection is closed with 421."},
+    Param{"listener", "socket_mode", "octal string", "\"0660\"", "Permissions of a unix socket."},
+    Param{"listener", "hostname", "string", "server.hostname", "Name in this listener's banner."},
+    // [delivery]
+    Param{"delivery", "port", "integer", "25", "Port of remote MTAs when a host gives none."},
+    Param{"delivery", "helo_name", "string", "server.hostname", "Name sent in EHLO/HELO."},
+    Param{"delivery", "timeouts", "table", "see [timeouts]", "Default timeouts of every queue."},
+    // timeouts (in [delivery] and in each [[queue]])
+    Param{"timeouts", "connect", "duration", "\"30s\"", "TCP connection to a remote MTA."},
+    Param{"timeouts", "banner", "duration", "\"300s\"",
+          "The 220 greeting and the EHLO/HELO reply (RFC 5321 §4.5.3.2.1)."},
+    Param{"timeouts", "command", "duration", "\"300s\"",
+          "Replies to MAIL, RCPT, RSET (§4.5.3.2.2-3)."},
+    Param{"timeouts", "data", "duration", "\"120s\"",
+          "The 354 reply to DATA, and each write of content (§4.5.3.2.4-5)."},
+    Param{"timeouts", "data_done", "duration", "\"600s\"",
+          "The reply after the final \".\" (§4.5.3.2.6)."},
+    Param{"timeouts", "idle", "duration", "\"5s\"",
+          "An idle outbound connection is closed after this."},
+    Param{"timeouts", "deliver", "duration", "\"1d\"",
+          "A recipient not delivered this long after reception fails instead of being retried."},
+    // [[queue]]
+    Param{"queue", "name", "string", "(required)", "The queue's name, in logs and statistics."},
+    Param{"queue", "domains", "list of strings", "[] (the general queue)",
+          "Recipient domains of this queue: \"example.com\" or \"*.example.com\" (subdomains). The "
+          "one queue without domains is the general queue."},
+    Param{"queue", "mx", "list of endpoints", "(required for now)",
+          "Static, pre-resolved hosts (\"host:port\", \"unix:/path\"): no DNS look-up. Tried as "
+          "equal-preference MX: workers spread over them and fall back to the next on failure."},
+    Param{"queue", "init_mta", "integer", "0",
+          "Workers (outbound connections) started with the queue."},
+    Param{"queue", "max_mta", "integer", "100",
+          "Maximum workers; at this many, work waits for a ready one."},
+    Param{"queue", "max_queue", "integer", "0",
+          "Backlog of waiting jobs beyond which another worker is started."},
+    Param{"queue", "max_jobs", "integer", "1000",
+          "Jobs (transactions) per connection before it is closed and opened anew."},
+    Param{"queue", "batch_size", "integer", "100", "Recipients per SMTP transaction."},
+    Param{"queue", "max_retries", "integer", "10",
+          "Delivery attempts per recipient before it fails."},
+    Param{"queue", "retry_delay", "duration", "\"1s\"",
+          "Delay before the second retry; it doubles with each further attempt. The first retry "
+          "after a broken connection is immediate, by another worker."},
+    Param{"queue", "retry_delay_max", "duration", "\"300s\"", "Upper bound of the retry delay."},
+    Param{"queue", "max_size", "size", "0",
+          "Largest message this queue takes; 0: the listener's limit. Larger ones bounce (5.3.4)."},
+    Param{"queue", "throttle", "integer", "100000",
+          "Jobs waiting in this queue beyond which inbound sessions hold their replies (stop "
+          "reading) until it drains; 0: no limit. Memory stays bounded."},
+    Param{"queue", "timeouts", "table", "[delivery] timeouts",
+          "Per-queue overrides of the delivery timeouts."},
+};
+
+}  // namespace
+
+std::span<const Param> all_params() {
+  return kParams;
+}
+
+const Param* find_param(std::string_view section, std::string_view key) {
+  for (const auto& p : kParams) {
+    if (p.section == section && p.key == key) return &p;
+  }
+  return nullptr;
+}
+
+std::string config_reference() {
+  std::string out =
+      "# mma configuration reference\n\n"
+      "Generated by `mma config-reference` from src/config/params.cpp; do not edit by hand.\n"
+      "Durations: \"250ms\", \"30s\", \"5m\", \"1h\", \"1d\" (a bare number is seconds). "
+      "Sizes: \"512K\", \"64M\", \"1G\" (binary multiples; a bare number is bytes).\n";
+  std::string_view section;
+  for (const auto& p : kParams) {
+    if (p.section != section) {
+      section = p.section;
+      std::string title;
+      if (section == "listener" || section == "queue") {
+        title = "[[" + std::string(section) + "]]";
+      } else if (section == "timeouts") {
+        title = "timeouts (a table in [delivery] and in each [[queue]])";
+      } else {
+        title = "[" + std::string(section) + "]";
+      }
+      out += "\n## " + title + "\n\n| key | type | default | meaning |\n|---|---|---|---|\n";
+    }
+    out += "| `" + std::string(p.key) + "` | " + std::string(p.type) + " | " +
+           std::string(p.default_value) + " | " + std::string(p.doc) + " |\n";
+  }
+  return out;
+}
+
+}  // namespace mma::config

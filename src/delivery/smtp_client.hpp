@@ -1,0 +1,75 @@
+// delivery/smtp_client: the client role of SMTP/LMTP over one connection: greeting,
+// EHLO/LHLO with HELO fallback, pipelined transactions, RSET, QUIT; each with its RFC 5321
+// §4.5.3.2 timeout. Used by MtaWorker towards remote MTAs and by the composer's injector.
+//
+// The protocol decisions are smtp::ClientTransaction's; this class only moves bytes and
+// says, as `error()`, why a connection broke.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "net/asio.hpp"
+#include "net/deadline.hpp"
+#include "net/stream.hpp"
+#include "smtp/client_transaction.hpp"
+#include "smtp/extensions.hpp"
+#include "smtp/line_buffer.hpp"
+#include "smtp/reply_parser.hpp"
+
+namespace mma::delivery {
+
+class SmtpClient {
+ public:
+  explicit SmtpClient(const asio::any_io_executor& ex) : deadline_(ex) {}
+
+  // The watchdog of every operation's deadline: run it beside the owner, `work() || watch()`.
+  net::Task<void> watch();
+
+  void attach(std::unique_ptr<net::Stream> stream, std::string peer);
+  [[nodiscard]] bool connected() const { return stream_ != nullptr; }
+  // Records a failure to connect to `peer`, for error().
+  void connect_failed(std::string peer, std::string error) {
+    close();
+    peer_ = std::move(peer);
+    error_ = std::move(error);
+  }
+  void close();
+
+  // Banner, then EHLO (LHLO for LMTP), then HELO if EHLO is refused (RFC 5321 §3.2).
+  net::Task<bool> open(const std::string& helo_name, bool lmtp, const config::Timeouts& t);
+
+  struct Transaction {
+    std::vector<smtp::Reply> replies;  // per recipient: the reply that decided it
+    bool fault = false;                // the connection broke; replies are partial
+    bool closing = false;              // the server said 421: it is closing
+  };
+  // One mail transaction, pipelined when offered; `wire` is the dot-stuffed body.
+  net::Task<Transaction> transact(smtp::TransactionInput input, const std::string& wire,
+                                  const config::Timeouts& t);
+  net::Task<void> quit(std::chrono::milliseconds timeout);
+
+  net::Task<std::optional<smtp::Reply>> read_reply(std::chrono::milliseconds timeout);
+  net::Task<bool> send(std::string_view data, std::chrono::milliseconds timeout);
+
+  [[nodiscard]] const smtp::Extensions& extensions() const { return ext_; }
+  [[nodiscard]] const std::string& peer() const { return peer_; }
+  [[nodiscard]] const std::string& error() const { return error_; }
+
+ private:
+  net::Task<bool> send_body(const std::string& wire, std::chrono::milliseconds timeout);
+
+  net::Deadline deadline_;
+  std::unique_ptr<net::Stream> stream_;
+  smtp::LineBuffer in_;
+  smtp::ReplyParser parser_;
+  smtp::Extensions ext_;
+  std::string peer_;
+  std::string error_;
+};
+
+}  // namespace mma::delivery

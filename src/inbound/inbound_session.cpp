@@ -1,0 +1,286 @@
+#include "inbound/inbound_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+
+#include "core/delivery_waiter.hpp"
+#include "core/ids.hpp"
+#include "smtp/data_reader.hpp"
+#include "smtp/header_scan.hpp"
+
+namespace mma::inbound {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using std::chrono::milliseconds;
+
+// RFC 5321 §4.5.3.1.4 says 512 octets; extensions may need more (RFC 1869 §4.1.2).
+constexpr std::size_t kMaxCommandLine = 1000;
+constexpr milliseconds kFinalWriteTimeout{10'000};
+
+std::string rfc5322_date() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
+}
+
+}  // namespace
+
+// Recipients no queue takes are refused at RCPT time: mma relays only what it can route.
+class InboundSession::RoutePolicy final : public smtp::ServerPolicy {
+ public:
+  explicit RoutePolicy(routing::Router& router) : router_(router) {}
+  std::optional<smtp::Reply> check_rcpt(const smtp::Envelope&, const smtp::Address& a) override {
+    if (router_.route(a.domain()) == nullptr) {
+      return smtp::make_reply(550, "5.7.1",
+                              "Relay access denied: no queue for " + std::string(a.domain()));
+    }
+    return std::nullopt;
+  }
+
+ private:
+  routing::Router& router_;
+};
+
+void InboundSession::start(std::unique_ptr<net::Stream> stream, const asio::any_io_executor& ex,
+                           ListenerContext& ctx, bool denied, std::function<void()> on_end) {
+  auto s = std::make_shared<InboundSession>(std::move(stream), ex, ctx, denied);
+  asio::co_spawn(ex, run(std::move(s), std::move(on_end)), asio::detached);
+}
+
+InboundSession::InboundSession(std::unique_ptr<net::Stream> stream, const asio::any_io_executor& ex,
+                               ListenerContext& ctx, bool denied)
+    : stream_(std::move(stream)),
+      ctx_(ctx),
+      policy_(std::make_unique<RoutePolicy>(ctx.router)),
+      proto_(
+          smtp::ServerOptions{
+              .lmtp = ctx.cfg.protocol == config::Protocol::Lmtp,
+              .hostname = ctx.cfg.hostname,
+              .max_message_size = ctx.cfg.max_message_size,
+              .max_recipients = ctx.cfg.max_recipients,
+              .max_errors = ctx.cfg.max_errors,
+              .access_denied = denied,
+          },
+          policy_.get()),
+      deadline_(ex),
+      wakeup_(std::make_shared<net::Wakeup>(ex)) {}
+
+InboundSession::~InboundSession() = default;
+
+net::Task<void> InboundSession::run(std::shared_ptr<InboundSession> self,
+                                    std::function<void()> on_end) {
+  ++self->ctx_.connections;
+  try {
+    co_await (self->serve() || self->deadline_.watch(*self->stream_));
+  } catch (const std::exception& e) {
+    spdlog::error("inbound session {}: {}", self->stream_->peer(), e.what());
+  }
+  self->stream_->close();
+  --self->ctx_.connections;
+  if (on_end) on_end();
+}
+
+net::Task<void> InboundSession::serve() {
+  reply(proto_.greeting().reply);
+  bool discarding = false;  // skipping the rest of an over-long line
+  for (;;) {
+    // Answer every complete command already buffered before writing (RFC 2920 §3.2).
+    for (;;) {
+      if (discarding) {
+        if (!in_.discard_line()) break;
+        discarding = false;
+        continue;
+      }
+      smtp::LineBuffer::Line line;
+      const auto st = in_.next_line(kMaxCommandLine, line);
+      if (st == smtp::LineBuffer::Status::NeedMore) break;
+      smtp::Response resp;
+      if (st == smtp::LineBuffer::Status::TooLong) {
+        resp = proto_.on_line_too_long();
+        discarding = true;
+      } else {
+        resp = proto_.on_command(line.text);
+      }
+      reply(resp.reply);
+      if (resp.next == smtp::Next::Close) {
+        deadline_.arm(kFinalWriteTimeout);
+        co_await flush();
+        co_return;
+      }
+      if (resp.next == smtp::Next::ReadData) {
+        if (!co_await flush()) co_return;
+        if (!co_await read_data()) co_return;  // vanished mid-DATA: nothing was acknowledged
+        co_await finish_message();
+      }
+    }
+    if (!out_.empty()) {
+      if (!co_await flush()) co_return;
+    }
+    if (!co_await read_more(ctx_.cfg.idle_timeout)) {
+      if (deadline_.expired()) {
+        reply(proto_.on_timeout().reply);
+        deadline_.arm(kFinalWriteTimeout);
+        co_await flush();
+      }
+      co_return;
+    }
+  }
+}
+
+net::Task<bool> InboundSession::flush() {
+  if (out_.empty()) co_return true;
+  deadline_.arm(ctx_.cfg.idle_timeout);
+  auto r = co_await stream_->write(out_);
+  deadline_.disarm();
+  out_.clear();
+  co_return !r.ec;
+}
+
+net::Task<bool> InboundSession::read_more(milliseconds timeout) {
+  auto room = in_.prepare(4096);
+  deadline_.arm(timeout);
+  auto r = co_await stream_->read_some(asio::buffer(room.data(), room.size()));
+  deadline_.disarm();
+  if (r.ec) co_return false;
+  in_.commit(r.bytes);
+  co_return true;
+}
+
+net::Task<bool> InboundSession::read_data() {
+  message_id_ = next_message_id();
+  body_ = std::make_shared<Body>();
+  const smtp::Envelope& env = proto_.envelope();
+  if (env.params.size)
+    body_->wire.reserve(std::min<std::uint64_t>(*env.params.size + 512, ctx_.cfg.max_message_size));
+  // RFC 5321 §4.4: a relay adds a Received: trace field.
+  body_->wire = "Received: from " + env.helo + " (" + stream_->peer() + ")\r\n\tby " +
+                ctx_.cfg.hostname + " (mma) with " +
+                (proto_.options().lmtp ? "LMTP"
+                 : env.esmtp           ? "ESMTP"
+                                       : "SMTP") +
+                " id " + message_id_ + ";\r\n\t" + rfc5322_date() + "\r\n";
+  smtp::DataReader reader(body_->wire, smtp::DataLimits{ctx_.cfg.max_message_size, 998});
+  for (;;) {
+    if (!in_.empty()) {
+      in_.consume(reader.feed(in_.data()));
+      if (reader.done()) break;
+    }
+    if (!co_await read_more(ctx_.cfg.idle_timeout)) co_return false;
+  }
+  too_big_ = reader.too_big();
+  line_too_long_ = reader.line_too_long();
+  body_->size = reader.size();
+  body_->type =
+      env.params.body == smtp::BodyType::EightBitMime ? BodyType::EightBitMime : BodyType::SevenBit;
+  co_return true;
+}
+
+net::Task<void> InboundSession::finish_message() {
+  smtp::Envelope env = proto_.finish_data();
+  const bool lmtp = proto_.options().lmtp;
+  const std::size_t n = env.recipients.size();
+  auto reject = [&](const smtp::Reply& r) {
+    for (std::size_t i = 0; i < (lmtp ? n : 1); ++i) reply(r);
+  };
+  if (too_big_) {
+    body_.reset();
+    reject(smtp::make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+    co_return;
+  }
+  if (line_too_long_) {
+    body_.reset();
+    reject(smtp::make_reply(554, "5.6.0",
+                            "Message has a line longer than 998 characters (RFC 5322 2.1.1)"));
+    co_return;
+  }
+  body_->message_id = smtp::find_header(body_->wire, "Message-ID");
+  auto msg = std::make_shared<Message>();
+  msg->id = message_id_;
+  msg->sender = env.sender.str();
+  msg->body = std::move(body_);
+  msg->received = Clock::now();
+  std::shared_ptr<DeliveryWaiter> waiter;
+  if (ctx_.cfg.ack == config::AckMode::Delivered) {
+    waiter = std::make_shared<DeliveryWaiter>(n, [w = wakeup_] { w->notify(); });
+    msg->waiter = waiter;
+  }
+  std::vector<Recipient> rcpts;
+  rcpts.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    rcpts.push_back(Recipient{env.recipients[i].str(), static_cast<std::uint32_t>(i), 0});
+  }
+  const auto touched = ctx_.router.dispatch(msg, std::move(rcpts));
+  ++ctx_.messages;
+  // Backpressure: the reply, and with it the composer, waits while a queue is over its throttle.
+  for (routing::Queue* q : touched) {
+    while (!q->admit(wakeup_)) co_await wakeup_->wait(std::chrono::steady_clock::duration::max());
+  }
+  if (!waiter) {
+    if (lmtp) {
+      for (const auto& r : env.recipients)
+        reply(smtp::make_reply(250, "2.1.5", "<" + r.str() + "> Ok: queued as " + msg->id));
+    } else {
+      reply(smtp::make_reply(250, "2.0.0", "Ok: queued as " + msg->id));
+    }
+    co_return;
+  }
+  while (!waiter->complete()) co_await wakeup_->wait(std::chrono::steady_clock::duration::max());
+  const auto results = waiter->results();
+  if (lmtp) {
+    // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto& res = results[i];
+      const std::string who = "<" + env.recipients[i].str() + "> ";
+      switch (res.outcome) {
+        case Outcome::Delivered:
+          reply(smtp::make_reply(250, "2.1.5", who + "delivered: " + res.reply.summary()));
+          break;
+        case Outcome::Bounced:
+          reply(smtp::make_reply(res.reply.klass() == 5 ? res.reply.code : 550,
+                                 res.reply.enhanced.empty() ? "5.0.0" : res.reply.enhanced,
+                                 who + "refused: " + res.reply.summary()));
+          break;
+        default:
+          reply(smtp::make_reply(451, "4.4.0", who + "not delivered: " + res.reply.summary()));
+          break;
+      }
+    }
+    co_return;
+  }
+  // SMTP has one reply for all recipients (docs/ACK_MODES.md).
+  std::size_t delivered = 0, bounced = 0;
+  std::string failures;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (results[i].outcome == Outcome::Delivered) {
+      ++delivered;
+      continue;
+    }
+    if (results[i].outcome == Outcome::Bounced) ++bounced;
+    if (!failures.empty()) failures += "; ";
+    failures += "<" + env.recipients[i].str() + "> " + std::string(to_string(results[i].outcome)) +
+                ": " + results[i].reply.summary();
+  }
+  if (delivered == n) {
+    reply(smtp::make_reply(250, "2.0.0", "Ok: delivered as " + msg->id));
+  } else if (delivered > 0) {
+    // Some recipients have the message: a failure reply would make the composer send it to them
+    // again. The others are in the accounting log as bounced or failed.
+    reply(smtp::make_reply(250, "2.0.0",
+                           "Ok: delivered to " + std::to_string(delivered) + " of " +
+                               std::to_string(n) + " recipients as " + msg->id +
+                               "; not delivered: " + failures));
+  } else if (bounced == n) {
+    const auto& first = results[0].reply;
+    reply(smtp::make_reply(554, first.enhanced.empty() ? "5.0.0" : first.enhanced,
+                           "Not delivered: " + failures));
+  } else {
+    reply(smtp::make_reply(451, "4.4.0", "Not delivered, try again later: " + failures));
+  }
+}
+
+}  // namespace mma::inbound

@@ -1,0 +1,73 @@
+// inbound/inbound_session: one composer connection, SMTP or LMTP server role (the patent's
+// client thread; DESIGN.md §2, §6).
+//
+// Reads commands into smtp::ServerProtocol and answers them, batching replies while more
+// pipelined commands are buffered (RFC 2920 §3.2); reads DATA content into one shared Body;
+// hands the message to the Router; and answers the end of data according to the listener's
+// ack mode: at once (`received`), or once every recipient has its final outcome
+// (`delivered`, docs/ACK_MODES.md). When a queue is over its throttle the reply waits, and
+// with it the reading of further commands: that is the composer's backpressure.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "config/config.hpp"
+#include "core/body.hpp"
+#include "net/asio.hpp"
+#include "net/deadline.hpp"
+#include "net/stream.hpp"
+#include "net/wakeup.hpp"
+#include "routing/router.hpp"
+#include "smtp/line_buffer.hpp"
+#include "smtp/server_protocol.hpp"
+
+namespace mma::inbound {
+
+// What every session of one listener shares.
+struct ListenerContext {
+  const config::ListenerSection& cfg;
+  routing::Router& router;
+  std::atomic<std::size_t> connections{0};
+  std::atomic<std::uint64_t> messages{0};
+};
+
+class InboundSession : public std::enable_shared_from_this<InboundSession> {
+ public:
+  // `denied`: the client is outside `allow` (554 greeting, RFC 5321 §3.1).
+  static void start(std::unique_ptr<net::Stream> stream, const asio::any_io_executor& ex,
+                    ListenerContext& ctx, bool denied, std::function<void()> on_end = {});
+
+  InboundSession(std::unique_ptr<net::Stream> stream, const asio::any_io_executor& ex,
+                 ListenerContext& ctx, bool denied);
+  ~InboundSession();
+
+ private:
+  class RoutePolicy;
+  static net::Task<void> run(std::shared_ptr<InboundSession> self, std::function<void()> on_end);
+  net::Task<void> serve();
+  net::Task<bool> flush();
+  net::Task<bool> read_more(std::chrono::milliseconds timeout);
+  net::Task<bool> read_data();
+  net::Task<void> finish_message();
+  void reply(const smtp::Reply& r) { smtp::append_reply(out_, r, proto_.enhanced()); }
+
+  std::unique_ptr<net::Stream> stream_;
+  ListenerContext& ctx_;
+  std::unique_ptr<RoutePolicy> policy_;
+  smtp::ServerProtocol proto_;
+  smtp::LineBuffer in_;
+  std::string out_;
+  net::Deadline deadline_;
+  std::shared_ptr<net::Wakeup> wakeup_;
+  std::shared_ptr<Body> body_;  // the message being read
+  std::string message_id_;
+  bool too_big_ = false;
+  bool line_too_long_ = false;
+};
+
+}  // namespace mma::inbound

@@ -1,0 +1,126 @@
+#include "inbound/listener.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stdexcept>
+
+namespace mma::inbound {
+namespace {
+
+using std::chrono::milliseconds;
+
+bool allowed(const config::ListenerSection& cfg, const asio::ip::address& a) {
+  std::array<std::uint8_t, 16> bytes{};
+  if (a.is_v4()) {
+    bytes[10] = bytes[11] = 0xff;
+    const auto v4 = a.to_v4().to_bytes();
+    std::copy(v4.begin(), v4.end(), bytes.begin() + 12);
+  } else {
+    bytes = a.to_v6().to_bytes();
+  }
+  for (const auto& c : cfg.allow) {
+    if (c.contains(bytes)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Listener::Listener(net::EventLoops& loops, const config::ListenerSection& cfg,
+                   routing::Router& router)
+    : loops_(loops), ctx_{cfg, router} {}
+
+void Listener::start() {
+  const auto& ep = ctx_.cfg.address;
+  auto& main = loops_.main();
+  try {
+    if (ep.kind == config::Endpoint::Kind::Unix) {
+      struct stat st {};
+      if (::lstat(ep.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(ep.path.c_str());
+      unix_.emplace(main, asio::local::stream_protocol::endpoint(ep.path));
+      ::chmod(ep.path.c_str(), ctx_.cfg.socket_mode);
+      asio::co_spawn(main, accept_unix(), asio::detached);
+    } else {
+      std::error_code ec;
+      const auto addr = asio::ip::make_address(ep.host, ec);
+      if (ec) throw std::runtime_error("not an IP address: " + ep.host);
+      tcp_.emplace(main, asio::ip::tcp::endpoint(addr, ep.port), /*reuse_address=*/true);
+      asio::co_spawn(main, accept_tcp(), asio::detached);
+    }
+  } catch (const std::system_error& e) {
+    throw std::runtime_error("cannot listen on " + ep.to_string() + ": " + e.code().message());
+  }
+  spdlog::info("listening on {} ({}, ack={})", ep.to_string(),
+               ctx_.cfg.protocol == config::Protocol::Lmtp ? "lmtp" : "smtp",
+               ctx_.cfg.ack == config::AckMode::Delivered ? "delivered" : "received");
+}
+
+void Listener::stop() {
+  std::error_code ec;
+  if (tcp_) tcp_->close(ec);
+  if (unix_) {
+    unix_->close(ec);
+    ::unlink(ctx_.cfg.address.path.c_str());
+  }
+}
+
+void Listener::admit(std::unique_ptr<net::Stream> stream, asio::io_context& loop, bool denied) {
+  if (ctx_.connections.load() >= ctx_.cfg.max_connections) {
+    // Refuse politely without a session: 421 and close (RFC 5321 §3.8).
+    auto s = std::shared_ptr<net::Stream>(std::move(stream));
+    asio::co_spawn(
+        loop,
+        [](std::shared_ptr<net::Stream> st, std::string host) -> net::Task<void> {
+          const std::string msg =
+              "421 4.7.0 " + host + " too many connections, try again later\r\n";
+          co_await st->write(msg);
+          st->close();
+        }(s, ctx_.cfg.hostname),
+        asio::detached);
+    return;
+  }
+  InboundSession::start(std::move(stream), loop.get_executor(), ctx_, denied);
+}
+
+net::Task<void> Listener::accept_tcp() {
+  for (;;) {
+    asio::io_context& loop = loops_.next();
+    auto [ec, socket] = co_await tcp_->async_accept(loop, net::use_tuple);
+    if (ec == asio::error::operation_aborted || !tcp_->is_open()) co_return;
+    if (ec) {
+      // EMFILE/ENFILE/ENOMEM: log, pause, carry on (STYLE.md §9).
+      spdlog::warn("accept on {}: {}; pausing 100 ms", ctx_.cfg.address.to_string(), ec.message());
+      asio::steady_timer pause(co_await asio::this_coro::executor, milliseconds(100));
+      co_await pause.async_wait(net::use_tuple);
+      continue;
+    }
+    std::error_code ignored;
+    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    const auto peer = socket.remote_endpoint(ignored);
+    const bool denied = ignored || !allowed(ctx_.cfg, peer.address());
+    if (denied)
+      spdlog::info("{}: client {} is not in allow: refusing to relay", ctx_.cfg.address.to_string(),
+                   peer.address().to_string());
+    admit(std::make_unique<net::TcpStream>(std::move(socket)), loop, denied);
+  }
+}
+
+net::Task<void> Listener::accept_unix() {
+  for (;;) {
+    asio::io_context& loop = loops_.next();
+    auto [ec, socket] = co_await unix_->async_accept(loop, net::use_tuple);
+    if (ec == asio::error::operation_aborted || !unix_->is_open()) co_return;
+    if (ec) {
+      spdlog::warn("accept on {}: {}; pausing 100 ms", ctx_.cfg.address.to_string(), ec.message());
+      asio::steady_timer pause(co_await asio::this_coro::executor, milliseconds(100));
+      co_await pause.async_wait(net::use_tuple);
+      continue;
+    }
+    // Local clients: the socket's file mode is the access control.
+    admit(std::make_unique<net::UnixStream>(std::move(socket)), loop, false);
+  }
+}
+
+}  // namespace mma::inbound

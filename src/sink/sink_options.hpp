@@ -1,0 +1,34 @@
+// sink/sink_options: how `mma sink` behaves: where it listens, how slow and how faulty it is.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/endpoint.hpp"
+
+namespace mma::sink {
+
+struct SinkOptions {
+  std::vector<config::Endpoint> listen;
+  unsigned threads = 1;
+  std::string hostname = "sink.test";
+  std::chrono::milliseconds banner_delay{0};
+  std::chrono::milliseconds reply_delay{0};  // before every reply
+  std::chrono::milliseconds data_delay{0};   // before the reply to the final "."
+  // Fractions of 1, drawn per recipient (rcpt_*) or per transaction (txn_*, drop).
+  double rcpt_defer = 0, rcpt_reject = 0;
+  double txn_defer = 0, txn_reject = 0;
+  double drop = 0;  // close the connection after the data, without a reply
+  std::uint64_t seed = 1;
+  bool pipelining = true;
+  bool ehlo = true;  // false: answer EHLO with 502, to exercise HELO fallback
+  std::uint64_t max_message_size = 0;
+  std::string report_path;  // JSON counts: on exit, on SIGUSR1, every report_every
+  std::chrono::milliseconds report_every{0};
+  std::string maildir;                    // when set, every accepted message is written there
+  std::chrono::milliseconds duration{0};  // exit after this long (0: run until signalled)
+};
+
+}  // namespace mma::sink

@@ -1,0 +1,54 @@
+// sink/sink_session: one connection to the simulated internet: an ESMTP server that accepts,
+// delays, refuses or drops as told (sink_options.hpp), and counts what it accepted.
+//
+// Recipient addresses script behaviour too, which keeps tests readable (STYLE.md §12):
+//   reject-…@  550 5.1.1 at RCPT      defer-…@     451 4.2.1 at RCPT
+//   drop-…@    connection closed at RCPT   dropdata-…@  closed after the data, no reply
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "net/asio.hpp"
+#include "net/deadline.hpp"
+#include "net/stream.hpp"
+#include "sink/sink_counts.hpp"
+#include "sink/sink_options.hpp"
+#include "smtp/line_buffer.hpp"
+#include "smtp/server_protocol.hpp"
+
+namespace mma::sink {
+
+class SinkSession : public std::enable_shared_from_this<SinkSession> {
+ public:
+  SinkSession(std::unique_ptr<net::Stream> stream, const asio::any_io_executor& ex,
+              const SinkOptions& opts, SinkCounts& counts, std::string listener,
+              std::uint64_t seed);
+  ~SinkSession();
+  static void start(std::shared_ptr<SinkSession> self, const asio::any_io_executor& ex);
+
+ private:
+  class FaultPolicy;
+  static net::Task<void> run(std::shared_ptr<SinkSession> self);
+  net::Task<void> serve();
+  net::Task<bool> pause(std::chrono::milliseconds d);
+  net::Task<bool> flush();
+  net::Task<bool> read_more();
+  void store(const smtp::Envelope& env, const std::string& wire);
+
+  std::unique_ptr<net::Stream> stream_;
+  const SinkOptions& opts_;
+  SinkCounts& counts_;
+  std::string listener_;
+  std::mt19937_64 rng_;
+  std::unique_ptr<FaultPolicy> policy_;
+  smtp::ServerProtocol proto_;
+  smtp::LineBuffer in_;
+  std::string out_;
+  net::Deadline deadline_;
+  bool drop_now_ = false;
+};
+
+}  // namespace mma::sink

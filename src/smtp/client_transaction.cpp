@@ -1,0 +1,144 @@
+#include "smtp/client_transaction.hpp"
+
+namespace mma::smtp {
+
+ClientTransaction::ClientTransaction(TransactionInput in, const Extensions& ext)
+    : in_(std::move(in)),
+      pipelining_(ext.pipelining),
+      results_(in_.recipients.size()),
+      accepted_(in_.recipients.size(), false) {
+  if (ext.size && ext.max_size != 0 && in_.size > ext.max_size) {
+    // RFC 1870 §6: don't send what the server said it will refuse.
+    finish_with(make_reply(552, "5.3.4",
+                           "Message size exceeds the remote server's limit of " +
+                               std::to_string(ext.max_size)),
+                false);
+    return;
+  }
+  mail_command_ = "MAIL FROM:<" + std::string(in_.sender) + ">";
+  if (ext.size) mail_command_ += " SIZE=" + std::to_string(in_.size);
+  if (in_.eightbit && ext.eightbitmime) mail_command_ += " BODY=8BITMIME";
+  queue_command(mail_command_, Expect::Mail);
+  if (pipelining_) {
+    for (auto r : in_.recipients) queue_command("RCPT TO:<" + std::string(r) + ">", Expect::Rcpt);
+    next_rcpt_ = in_.recipients.size();
+    queue_command("DATA", Expect::Data);
+  }
+}
+
+void ClientTransaction::queue_command(std::string_view line, Expect e) {
+  out_.append(line);
+  out_ += "\r\n";
+  expected_.push_back(e);
+  step_ = Step::Send;
+}
+
+ClientTransaction::Expect ClientTransaction::expecting() const {
+  return expected_.empty() ? Expect::DataDone : expected_.front();
+}
+
+std::string ClientTransaction::take_commands() {
+  step_ = Step::Read;
+  std::string s;
+  s.swap(out_);
+  return s;
+}
+
+std::size_t ClientTransaction::accepted() const {
+  std::size_t n = 0;
+  for (bool a : accepted_) n += a ? 1 : 0;
+  return n;
+}
+
+void ClientTransaction::finish_with(const Reply& r, bool only_accepted) {
+  for (std::size_t i = 0; i < results_.size(); ++i) {
+    if (!only_accepted || accepted_[i]) results_[i] = r;
+  }
+  step_ = Step::Done;
+}
+
+void ClientTransaction::on_reply(const Reply& r) {
+  if (step_ == Step::Done) return;
+  const Expect e = expecting();
+  if (!expected_.empty()) expected_.erase(expected_.begin());
+  switch (e) {
+    case Expect::Mail:
+      mail_ok_ = r.klass() == 2;
+      if (!mail_ok_) {
+        for (auto& res : results_) res = r;
+        if (!pipelining_) step_ = Step::Done;
+        // Pipelined: the RCPT and DATA replies are still owed; read them before Done.
+        return;
+      }
+      needs_rset_ = true;
+      if (!pipelining_) {
+        if (next_rcpt_ < in_.recipients.size()) {
+          queue_command("RCPT TO:<" + std::string(in_.recipients[next_rcpt_++]) + ">",
+                        Expect::Rcpt);
+        }
+      }
+      return;
+    case Expect::Rcpt: {
+      const std::size_t i = rcpt_replies_++;
+      if (mail_ok_ && i < results_.size()) {
+        results_[i] = r;
+        accepted_[i] = r.klass() == 2;
+      }
+      if (!pipelining_) {
+        if (next_rcpt_ < in_.recipients.size()) {
+          queue_command("RCPT TO:<" + std::string(in_.recipients[next_rcpt_++]) + ">",
+                        Expect::Rcpt);
+        } else if (accepted() > 0) {
+          queue_command("DATA", Expect::Data);
+        } else {
+          step_ = Step::Done;  // needs_rset_: the MAIL is still open
+        }
+      }
+      return;
+    }
+    case Expect::Data:
+      after_data_reply(r);
+      return;
+    case Expect::DataDone:
+      if (in_.lmtp && !ignore_final_) {
+        while (lmtp_next_ < accepted_.size() && !accepted_[lmtp_next_]) ++lmtp_next_;
+        if (lmtp_next_ < results_.size()) results_[lmtp_next_++] = r;
+        if (expected_.empty()) {
+          step_ = Step::Done;
+          needs_rset_ = false;
+        }
+        return;
+      }
+      if (!ignore_final_) {
+        finish_with(r, true);
+        needs_rset_ = false;  // a reply after the data ends the transaction either way
+      } else {
+        step_ = Step::Done;
+        needs_rset_ = true;
+      }
+      return;
+  }
+}
+
+void ClientTransaction::after_data_reply(const Reply& r) {
+  if (r.code == 354) {
+    if (mail_ok_ && accepted() > 0) {
+      step_ = Step::SendBody;
+      if (in_.lmtp) {
+        for (std::size_t i = 0; i < accepted(); ++i) expected_.push_back(Expect::DataDone);
+        return;
+      }
+    } else {
+      // RFC 2920 §3.1 says the server should have refused DATA; end the empty data cleanly.
+      ignore_final_ = true;
+      step_ = Step::SendEndOfData;
+    }
+    expected_.push_back(Expect::DataDone);
+    return;
+  }
+  if (mail_ok_) finish_with(r, true);
+  step_ = Step::Done;
+  needs_rset_ = mail_ok_;
+}
+
+}  // namespace mma::smtp

@@ -1,0 +1,71 @@
+// smtp/client_transaction: one mail transaction in the client role (RFC 5321 §3.3), pipelined
+// when the server offers PIPELINING (RFC 2920), without I/O.
+//
+// The worker writes what take_commands() returns, reads replies into on_reply(), writes the
+// body on SendBody, and when Done reads the per-recipient replies: the reply that decided each
+// recipient's fate (RCPT's refusal, or DATA's, or the one after the final "."; in LMTP, that
+// recipient's own reply after the final ".").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "smtp/extensions.hpp"
+#include "smtp/reply.hpp"
+
+namespace mma::smtp {
+
+struct TransactionInput {
+  std::string_view sender;  // empty: the null reverse-path
+  std::vector<std::string_view> recipients;
+  std::uint64_t size = 0;
+  bool eightbit = false;
+  bool lmtp = false;  // RFC 2033 §4.2: one reply per accepted recipient after the data
+};
+
+class ClientTransaction {
+ public:
+  enum class Step : std::uint8_t { Send, Read, SendBody, SendEndOfData, Done };
+  enum class Expect : std::uint8_t { Mail, Rcpt, Data, DataDone };
+
+  ClientTransaction(TransactionInput in, const Extensions& ext);
+
+  [[nodiscard]] Step step() const { return step_; }
+  // Which reply is awaited, for its timeout (RFC 5321 §4.5.3.2).
+  [[nodiscard]] Expect expecting() const;
+  // The commands to write (when step() is Send); the step becomes Read.
+  std::string take_commands();
+  // After SendBody/SendEndOfData was written.
+  void body_sent() { step_ = Step::Read; }
+  void on_reply(const Reply& r);
+
+  // Once Done: the deciding reply of each recipient, in input order.
+  [[nodiscard]] const std::vector<Reply>& results() const { return results_; }
+  // The server may still hold a transaction (a MAIL was accepted, no data followed): RSET.
+  [[nodiscard]] bool needs_rset() const { return needs_rset_; }
+
+ private:
+  void queue_command(std::string_view verb_and_arg, Expect e);
+  void finish_with(const Reply& r, bool only_accepted);
+  void after_data_reply(const Reply& r);
+  [[nodiscard]] std::size_t accepted() const;
+
+  TransactionInput in_;
+  bool pipelining_;
+  std::string mail_command_;
+  std::string out_;
+  std::vector<Expect> expected_;  // replies still owed, in order
+  std::size_t next_rcpt_ = 0;     // next RCPT to send (without pipelining)
+  std::size_t rcpt_replies_ = 0;  // RCPT replies received
+  bool mail_ok_ = false;
+  std::vector<Reply> results_;
+  std::vector<bool> accepted_;
+  Step step_ = Step::Send;
+  bool needs_rset_ = false;
+  bool ignore_final_ = false;  // the end-of-data reply after a DATA with no recipients left
+  std::size_t lmtp_next_ = 0;  // LMTP: the accepted recipient the next final reply is for
+};
+
+}  // namespace mma::smtp

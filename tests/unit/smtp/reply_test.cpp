@@ -1,0 +1,69 @@
+#include "smtp/reply.hpp"
+
+#include <gtest/gtest.h>
+
+#include "smtp/reply_parser.hpp"
+
+namespace mma::smtp {
+namespace {
+
+TEST(Reply, FormatsMultiLineWithEnhancedCodes) {
+  std::string out;
+  append_reply(out, make_reply(250, "2.0.0", "first\nsecond"), true);
+  EXPECT_EQ(out, "250-2.0.0 first\r\n250 2.0.0 second\r\n");
+  out.clear();
+  append_reply(out, make_reply(250, "2.0.0", "first\nsecond"), false);
+  EXPECT_EQ(out, "250-first\r\n250 second\r\n");
+}
+
+TEST(Reply, EmptyTextIsOneLine) {
+  std::string out;
+  append_reply(out, make_reply(354, "", ""), true);
+  EXPECT_EQ(out, "354 \r\n");
+}
+
+TEST(ReplyParser, ParsesMultiLineAndEnhanced) {
+  LineBuffer in;
+  const std::string wire = "250-mx.example PIPELINING\r\n250-SIZE 100\r\n250 2.0.0 done\r\n";
+  auto room = in.prepare(wire.size());
+  std::copy(wire.begin(), wire.end(), room.begin());
+  in.commit(wire.size());
+  ReplyParser p;
+  ASSERT_EQ(p.parse(in), ReplyParser::Status::Complete);
+  Reply r = p.take();
+  EXPECT_EQ(r.code, 250);
+  EXPECT_EQ(r.text, "mx.example PIPELINING\nSIZE 100\ndone");
+  EXPECT_EQ(r.enhanced, "");  // only the first line's code counts
+  EXPECT_TRUE(in.empty());
+}
+
+TEST(ReplyParser, TakesEnhancedFromFirstLine) {
+  ReplyParser p;
+  EXPECT_EQ(p.on_line("550 5.1.1 <a@b>: user unknown"), ReplyParser::Status::Complete);
+  Reply r = p.take();
+  EXPECT_EQ(r.enhanced, "5.1.1");
+  EXPECT_EQ(r.text, "<a@b>: user unknown");
+}
+
+TEST(ReplyParser, RejectsGarbage) {
+  ReplyParser p;
+  EXPECT_EQ(p.on_line("hello"), ReplyParser::Status::Garbled);
+  ReplyParser q;
+  EXPECT_EQ(q.on_line("250-a"), ReplyParser::Status::NeedMore);
+  EXPECT_EQ(q.on_line("251 b"), ReplyParser::Status::Garbled);
+  ReplyParser r;
+  EXPECT_EQ(r.on_line("650 x"), ReplyParser::Status::Garbled);
+  ReplyParser s;
+  EXPECT_EQ(s.on_line("250x"), ReplyParser::Status::Garbled);
+}
+
+TEST(ReplyParser, EnhancedClassMustMatch) {
+  ReplyParser p;
+  EXPECT_EQ(p.on_line("250 5.1.1 odd"), ReplyParser::Status::Complete);
+  Reply r = p.take();
+  EXPECT_EQ(r.enhanced, "");
+  EXPECT_EQ(r.text, "5.1.1 odd");
+}
+
+}  // namespace
+}  // namespace mma::smtp
