@@ -80,6 +80,7 @@ class Daemon {
     stdio_ctx_ = std::make_unique<inbound::ListenerContext>(stdio_cfg_, *router_);
     auto ex = loops_.main().get_executor();
     auto stream = std::make_unique<net::PipeStream>(ex, ::dup(0), ::dup(1), "stdio");
+    ++stdio_ctx_->connections;
     // When the composer closes the pipe, deliver what it sent, then exit (as `sendmail -bs`).
     inbound::InboundSession::start(std::move(stream), ex, *stdio_ctx_, false, [this] {
       asio::post(loops_.main(), [this] { shutdown(/*wait_for_all=*/true); });

@@ -74,7 +74,6 @@ InboundSession::~InboundSession() = default;
 
 net::Task<void> InboundSession::run(std::shared_ptr<InboundSession> self,
                                     std::function<void()> on_end) {
-  ++self->ctx_.connections;
   try {
     co_await (self->serve() || self->deadline_.watch(*self->stream_));
   } catch (const std::exception& e) {

@@ -38,7 +38,8 @@ struct ListenerContext {
 
 class InboundSession : public std::enable_shared_from_this<InboundSession> {
  public:
-  // `denied`: the client is outside `allow` (554 greeting, RFC 5321 §3.1).
+  // `denied`: the client is outside `allow` (554 greeting, RFC 5321 §3.1). The caller has
+  // counted the connection in ctx.connections; the session uncounts it when it ends.
   static void start(std::unique_ptr<net::Stream> stream, const asio::any_io_executor& ex,
                     ListenerContext& ctx, bool denied, std::function<void()> on_end = {});
 

@@ -81,6 +81,7 @@ void Listener::admit(std::unique_ptr<net::Stream> stream, asio::io_context& loop
         asio::detached);
     return;
   }
+  ++ctx_.connections;  // counted here, synchronously, so that a burst cannot overshoot
   InboundSession::start(std::move(stream), loop.get_executor(), ctx_, denied);
 }
 

@@ -26,10 +26,8 @@ class Deadline {
     // Only an earlier deadline needs the sleeping watchdog woken; later ones it finds itself.
     if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
   }
-  void disarm() {
-    expired_ = false;
-    deadline_ = Clock::time_point::max();
-  }
+  // Keeps expired(): the owner reads it after the operation that the watchdog cut short.
+  void disarm() { deadline_ = Clock::time_point::max(); }
   [[nodiscard]] bool expired() const { return expired_; }
 
   // Returns only when cancelled (by the `||` when the session ends). On expiry it cancels

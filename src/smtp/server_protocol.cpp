@@ -16,7 +16,7 @@ Response ServerProtocol::greeting() const {
 }
 
 Response ServerProtocol::error(int code, std::string_view enhanced, std::string_view text) {
-  if (++errors_ >= opts_.max_errors) {
+  if (++errors_ > opts_.max_errors) {
     state_ = State::Closed;
     return {make_reply(421, "4.7.0", opts_.hostname + " too many errors, closing connection"),
             Next::Close};

@@ -67,3 +67,20 @@ TEST(ReplyParser, EnhancedClassMustMatch) {
 
 }  // namespace
 }  // namespace mma::smtp
+
+#include "smtp/header_scan.hpp"
+
+namespace mma::smtp {
+namespace {
+
+TEST(HeaderScan, FindsUnfoldedValueInHeaderOnly) {
+  const std::string msg =
+      "Received: x\r\nmessage-id:\r\n <abc@def>\r\nSubject: hi\r\n\r\nMessage-ID: "
+      "<body@not.header>\r\n";
+  EXPECT_EQ(find_header(msg, "Message-ID"), "<abc@def>");
+  EXPECT_EQ(find_header(msg, "Subject"), "hi");
+  EXPECT_EQ(find_header(msg, "To"), "");
+}
+
+}  // namespace
+}  // namespace mma::smtp

@@ -1,0 +1,147 @@
+#include "smtp/client_transaction.hpp"
+
+#include <gtest/gtest.h>
+
+#include "smtp/extensions.hpp"
+
+namespace mma::smtp {
+namespace {
+
+Extensions ext(bool pipelining) {
+  Extensions e;
+  e.esmtp = true;
+  e.pipelining = pipelining;
+  e.size = true;
+  e.eightbitmime = true;
+  return e;
+}
+
+TransactionInput input(bool lmtp = false) {
+  return TransactionInput{"s@x.test", {"a@y.test", "b@y.test", "c@y.test"}, 1234, true, lmtp};
+}
+
+TEST(ClientTransaction, PipelinesEnvelopeInOneWrite) {
+  ClientTransaction tx(input(), ext(true));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Send);
+  EXPECT_EQ(
+      tx.take_commands(),
+      "MAIL FROM:<s@x.test> SIZE=1234 BODY=8BITMIME\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<b@y.test>\r\n"
+      "RCPT TO:<c@y.test>\r\nDATA\r\n");
+  tx.on_reply(make_reply(250, "2.1.0", "ok"));
+  tx.on_reply(make_reply(250, "2.1.5", "ok"));
+  tx.on_reply(make_reply(550, "5.1.1", "no such user"));
+  tx.on_reply(make_reply(451, "4.2.1", "later"));
+  EXPECT_EQ(tx.step(), ClientTransaction::Step::Read);
+  EXPECT_EQ(tx.expecting(), ClientTransaction::Expect::Data);
+  tx.on_reply(make_reply(354, "", "go"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::SendBody);
+  tx.body_sent();
+  EXPECT_EQ(tx.expecting(), ClientTransaction::Expect::DataDone);
+  tx.on_reply(make_reply(250, "2.0.0", "queued"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
+  EXPECT_EQ(tx.results()[0].code, 250);
+  EXPECT_EQ(tx.results()[0].text, "queued");
+  EXPECT_EQ(tx.results()[1].code, 550);
+  EXPECT_EQ(tx.results()[2].code, 451);
+  EXPECT_FALSE(tx.needs_rset());
+}
+
+TEST(ClientTransaction, MailRefusedDecidesEveryone) {
+  ClientTransaction tx(input(), ext(true));
+  tx.take_commands();
+  tx.on_reply(make_reply(452, "4.3.1", "full"));
+  for (int i = 0; i < 3; ++i) tx.on_reply(make_reply(503, "5.5.1", "need MAIL"));
+  EXPECT_NE(tx.step(), ClientTransaction::Step::Done);  // DATA's reply is still owed
+  tx.on_reply(make_reply(503, "5.5.1", "need MAIL"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
+  for (const auto& r : tx.results()) EXPECT_EQ(r.code, 452);
+  EXPECT_FALSE(tx.needs_rset());
+}
+
+TEST(ClientTransaction, NoRecipientAcceptedNeedsRset) {
+  ClientTransaction tx(input(), ext(true));
+  tx.take_commands();
+  tx.on_reply(make_reply(250, "", "ok"));
+  for (int i = 0; i < 3; ++i) tx.on_reply(make_reply(550, "5.1.1", "no"));
+  tx.on_reply(make_reply(554, "5.5.1", "no valid recipients"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
+  for (const auto& r : tx.results()) EXPECT_EQ(r.code, 550);
+  EXPECT_TRUE(tx.needs_rset());
+}
+
+TEST(ClientTransaction, Data354WithoutRecipientsSendsOnlyTheDot) {
+  ClientTransaction tx(input(), ext(true));
+  tx.take_commands();
+  tx.on_reply(make_reply(250, "", "ok"));
+  for (int i = 0; i < 3; ++i) tx.on_reply(make_reply(550, "5.1.1", "no"));
+  tx.on_reply(make_reply(354, "", "go anyway"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::SendEndOfData);
+  tx.body_sent();
+  tx.on_reply(make_reply(554, "", "empty"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
+  for (const auto& r : tx.results()) EXPECT_EQ(r.code, 550);
+}
+
+TEST(ClientTransaction, WithoutPipeliningOneCommandAtATime) {
+  ClientTransaction tx(input(), ext(false));
+  EXPECT_EQ(tx.take_commands(), "MAIL FROM:<s@x.test> SIZE=1234 BODY=8BITMIME\r\n");
+  tx.on_reply(make_reply(250, "", "ok"));
+  EXPECT_EQ(tx.take_commands(), "RCPT TO:<a@y.test>\r\n");
+  tx.on_reply(make_reply(250, "", "ok"));
+  EXPECT_EQ(tx.take_commands(), "RCPT TO:<b@y.test>\r\n");
+  tx.on_reply(make_reply(550, "", "no"));
+  EXPECT_EQ(tx.take_commands(), "RCPT TO:<c@y.test>\r\n");
+  tx.on_reply(make_reply(250, "", "ok"));
+  EXPECT_EQ(tx.take_commands(), "DATA\r\n");
+  tx.on_reply(make_reply(354, "", "go"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::SendBody);
+  tx.body_sent();
+  tx.on_reply(make_reply(250, "", "queued"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
+  EXPECT_EQ(tx.results()[0].code, 250);
+  EXPECT_EQ(tx.results()[1].code, 550);
+  EXPECT_EQ(tx.results()[2].code, 250);
+}
+
+TEST(ClientTransaction, LmtpGivesEachRecipientItsReply) {
+  ClientTransaction tx(input(true), ext(true));
+  tx.take_commands();
+  tx.on_reply(make_reply(250, "", "ok"));
+  tx.on_reply(make_reply(250, "", "ok"));
+  tx.on_reply(make_reply(550, "", "no"));
+  tx.on_reply(make_reply(250, "", "ok"));
+  tx.on_reply(make_reply(354, "", "go"));
+  tx.body_sent();
+  tx.on_reply(make_reply(250, "", "a delivered"));
+  EXPECT_EQ(tx.step(), ClientTransaction::Step::Read);
+  tx.on_reply(make_reply(452, "", "c over quota"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
+  EXPECT_EQ(tx.results()[0].text, "a delivered");
+  EXPECT_EQ(tx.results()[1].code, 550);
+  EXPECT_EQ(tx.results()[2].code, 452);
+}
+
+TEST(ClientTransaction, RespectsRemoteSizeLimit) {
+  Extensions e = ext(true);
+  e.max_size = 1000;
+  ClientTransaction tx(input(), e);
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
+  EXPECT_EQ(tx.results()[0].code, 552);
+}
+
+TEST(Extensions, ParsesKeywords) {
+  Reply r = make_reply(
+      250, "", "mx.test hello\nPIPELINING\nSIZE 5000\n8bitmime\nSTARTTLS\nENHANCEDSTATUSCODES");
+  Extensions e = parse_extensions(r);
+  EXPECT_TRUE(e.pipelining);
+  EXPECT_TRUE(e.size);
+  EXPECT_EQ(e.max_size, 5000u);
+  EXPECT_TRUE(e.eightbitmime);
+  EXPECT_TRUE(e.starttls);
+  EXPECT_TRUE(e.enhanced);
+  EXPECT_FALSE(e.smtputf8);
+  EXPECT_FALSE(parse_extensions(make_reply(502, "", "no")).esmtp);
+}
+
+}  // namespace
+}  // namespace mma::smtp

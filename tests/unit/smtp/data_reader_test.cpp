@@ -1,0 +1,91 @@
+#include "smtp/data_reader.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace mma::smtp {
+namespace {
+
+struct Read {
+  std::string wire;
+  std::size_t consumed = 0;
+  bool done = false, too_big = false, too_long = false;
+  std::size_t size = 0;
+};
+
+Read read_all(std::string_view in, DataLimits limits = {}, std::size_t chunk = 1'000'000) {
+  Read r;
+  DataReader d(r.wire, limits);
+  while (r.consumed < in.size() && !d.done()) {
+    r.consumed += d.feed(in.substr(r.consumed, chunk));
+  }
+  r.done = d.done();
+  r.too_big = d.too_big();
+  r.too_long = d.line_too_long();
+  r.size = d.size();
+  return r;
+}
+
+TEST(DataReader, KeepsWireFormAndStopsAtTerminator) {
+  const auto r = read_all("Subject: x\r\n\r\n..dotted\r\nbody\r\n.\r\nQUIT\r\n");
+  EXPECT_TRUE(r.done);
+  EXPECT_EQ(r.wire, "Subject: x\r\n\r\n..dotted\r\nbody\r\n");
+  EXPECT_EQ(r.consumed, std::string_view("Subject: x\r\n\r\n..dotted\r\nbody\r\n.\r\n").size());
+  // RFC 1870 size counts the un-stuffed content.
+  EXPECT_EQ(r.size, r.wire.size() - 1);
+}
+
+TEST(DataReader, SameResultWhateverTheChunking) {
+  const std::string in = "a\r\n.b\r\n\r\n..\r\nlast\r\n.\r\n";
+  const auto whole = read_all(in);
+  for (std::size_t chunk = 1; chunk < 8; ++chunk) {
+    const auto r = read_all(in, {}, chunk);
+    EXPECT_EQ(r.wire, whole.wire) << chunk;
+    EXPECT_EQ(r.consumed, whole.consumed) << chunk;
+  }
+}
+
+TEST(DataReader, EmptyMessage) {
+  const auto r = read_all(".\r\n");
+  EXPECT_TRUE(r.done);
+  EXPECT_EQ(r.wire, "");
+}
+
+TEST(DataReader, BareLfIsNormalisedButNeverEndsTheData) {
+  // "\n.\n" is not CRLF.CRLF: no smuggling (the 2023 SMTP smuggling attacks).
+  const auto r = read_all("a\n.\nMAIL FROM:<x@y>\r\n.\r\n");
+  EXPECT_TRUE(r.done);
+  EXPECT_EQ(r.wire, "a\r\n..\r\nMAIL FROM:<x@y>\r\n");
+}
+
+TEST(DataReader, DotAfterBareLfEndedLineIsStuffed) {
+  const auto r = read_all("a\n.\r\nb\r\n.\r\n");
+  EXPECT_TRUE(r.done);
+  EXPECT_EQ(r.wire, "a\r\n..\r\nb\r\n");
+}
+
+TEST(DataReader, TooBigKeepsReadingToTheEnd) {
+  const std::string in =
+      std::string(100, 'x') + "\r\n" + std::string(100, 'y') + "\r\n.\r\nNOOP\r\n";
+  const auto r = read_all(in, DataLimits{150, 998});
+  EXPECT_TRUE(r.done);
+  EXPECT_TRUE(r.too_big);
+  EXPECT_EQ(r.consumed, in.size() - 6);
+}
+
+TEST(DataReader, LineTooLong) {
+  const auto ok = read_all(std::string(998, 'x') + "\r\n.\r\n");
+  EXPECT_FALSE(ok.too_long);
+  const auto bad = read_all(std::string(999, 'x') + "\r\n.\r\n");
+  EXPECT_TRUE(bad.too_long);
+  EXPECT_TRUE(bad.done);
+}
+
+TEST(DataReader, NeedsMoreWithoutTerminator) {
+  const auto r = read_all("abc\r\n.");
+  EXPECT_FALSE(r.done);
+}
+
+}  // namespace
+}  // namespace mma::smtp

@@ -1,0 +1,64 @@
+#include "smtp/line_buffer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace mma::smtp {
+namespace {
+
+void put(LineBuffer& b, std::string_view s) {
+  auto room = b.prepare(s.size());
+  ASSERT_GE(room.size(), s.size());
+  std::copy(s.begin(), s.end(), room.begin());
+  b.commit(s.size());
+}
+
+TEST(LineBuffer, SplitsCrlfAndBareLf) {
+  LineBuffer b;
+  put(b, "EHLO a\r\nNOOP\nQU");
+  LineBuffer::Line l;
+  ASSERT_EQ(b.next_line(100, l), LineBuffer::Status::Line);
+  EXPECT_EQ(l.text, "EHLO a");
+  EXPECT_TRUE(l.crlf);
+  ASSERT_EQ(b.next_line(100, l), LineBuffer::Status::Line);
+  EXPECT_EQ(l.text, "NOOP");
+  EXPECT_FALSE(l.crlf);
+  EXPECT_EQ(b.next_line(100, l), LineBuffer::Status::NeedMore);
+  put(b, "IT\r\n");
+  ASSERT_EQ(b.next_line(100, l), LineBuffer::Status::Line);
+  EXPECT_EQ(l.text, "QUIT");
+}
+
+TEST(LineBuffer, ReportsTooLongWithoutGrowingAndRecovers) {
+  LineBuffer b(1024);
+  put(b, std::string(600, 'x'));
+  LineBuffer::Line l;
+  EXPECT_EQ(b.next_line(510, l), LineBuffer::Status::TooLong);
+  EXPECT_FALSE(b.discard_line());
+  put(b, std::string(300, 'y') + "\r\nNOOP\r\n");
+  EXPECT_TRUE(b.discard_line());
+  ASSERT_EQ(b.next_line(510, l), LineBuffer::Status::Line);
+  EXPECT_EQ(l.text, "NOOP");
+}
+
+TEST(LineBuffer, ExactLimitIsAccepted) {
+  LineBuffer b;
+  put(b, std::string(510, 'a') + "\r\n");
+  LineBuffer::Line l;
+  ASSERT_EQ(b.next_line(510, l), LineBuffer::Status::Line);
+  EXPECT_EQ(l.text.size(), 510u);
+}
+
+TEST(LineBuffer, NeverExceedsCapacity) {
+  LineBuffer b(4096);
+  for (int i = 0; i < 100; ++i) {
+    auto room = b.prepare(1);
+    EXPECT_LE(room.size(), 4096u);
+    b.commit(room.size());
+    b.consume(room.size());
+  }
+}
+
+}  // namespace
+}  // namespace mma::smtp
