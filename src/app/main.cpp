@@ -3,6 +3,7 @@
 //   sink              a simulated internet of remote MTAs, for tests and benchmarks
 //   compose           the composer: a campaign, personalized and injected
 //   config-reference  the configuration reference (docs/CONFIG.md)
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -35,6 +36,8 @@ config::Endpoint endpoint_arg(const std::string& s, std::uint16_t default_port) 
 }
 
 void setup_logging(const std::string& level) {
+  // The diagnostics log goes to stderr: stdout may be the SMTP channel (--stdio).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("mma"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(level));
 }

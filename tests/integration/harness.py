@@ -64,7 +64,8 @@ class Process:
         return self.proc.returncode
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self):

@@ -188,9 +188,14 @@ def test_lmtp_gives_one_reply_per_recipient(sink, serve):
     serve(listener(port, protocol="lmtp") + DEFAULT_QUEUE.format(mx=mx))
     c = smtplib.LMTP("127.0.0.1", port)
     try:
-        assert c.ehlo_or_helo_if_needed() is None
-        refused = c.sendmail("c@sender.test", ["a@d1.test", "b@d2.test"], msg(5))
-        assert refused == {}
+        assert c.ehlo()[0] == 250
+        c.mail("c@sender.test")
+        c.rcpt("a@d1.test")
+        c.rcpt("b@d2.test")
+        # One reply per recipient after the data (RFC 2033 §4.2); smtplib reads the first.
+        assert c.data(msg(5))[0] == 250
+        code, text = c.getreply()
+        assert code == 250 and b"b@d2.test" in text
     finally:
         c.quit()
     out = smtp_session(port, "EHLO x\r\nLHLO x\r\nQUIT\r\n")

@@ -1,0 +1,67 @@
+"""Running it: --check, the configuration reference, --stdio (the patent's pipe input),
+statistics on SIGUSR1, and a clean SIGTERM."""
+import signal
+import subprocess
+from pathlib import Path
+
+from harness import MMA, ROOT, DEFAULT_QUEUE, free_port, listener, wait_until
+
+
+def mx_of(s):
+    return s.process.args[s.process.args.index("--listen") + 1]
+
+
+def test_check_accepts_a_good_config_and_names_file_line_and_key(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(listener(2525) + DEFAULT_QUEUE.format(mx="127.0.0.1:2526"))
+    r = subprocess.run([MMA, "serve", "-c", str(good), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0 and "ok" in r.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[listener]]\naddress = "127.0.0.1:2525"\n\n[[queue]]\nname = "g"\nmx = ["127.0.0.1:2526"]\n'
+                   'max_mta = -3\n')
+    r = subprocess.run([MMA, "serve", "-c", str(bad), "--check"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert f"{bad}:7: key 'max_mta' in [[queue]] \"g\"" in r.stderr
+    r = subprocess.run([MMA, "serve", "-c", str(tmp_path / "missing.toml"), "--check"], capture_output=True, text=True)
+    assert r.returncode != 0 and "missing.toml" in r.stderr
+
+
+def test_the_configuration_reference_is_current():
+    r = subprocess.run([MMA, "config-reference"], capture_output=True, text=True, check=True)
+    assert (ROOT / "docs" / "CONFIG.md").read_text() == r.stdout, \
+        "docs/CONFIG.md is stale: regenerate it with `mma config-reference > docs/CONFIG.md`"
+
+
+def test_stdio_session_delivers_then_exits(sink, tmp_path):
+    s = sink()
+    cfg = tmp_path / "stdio.toml"
+    acct = tmp_path / "acct.jsonl"
+    cfg.write_text(f'[server]\naccounting_log = "{acct}"\nhostname = "mma.test"\n' +
+                   DEFAULT_QUEUE.format(mx=mx_of(s)))
+    session = ("EHLO composer\r\nMAIL FROM:<c@sender.test>\r\nRCPT TO:<a@d1.test>\r\nRCPT TO:<b@d2.test>\r\n"
+               "DATA\r\nMessage-ID: <stdio@x>\r\n\r\nthrough a pipe\r\n.\r\nQUIT\r\n")
+    r = subprocess.run([MMA, "serve", "-c", str(cfg), "--stdio"], input=session.encode(), capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    codes = [l[:3] for l in r.stdout.decode().split("\r\n") if l[3:4] == " "]
+    assert codes == ["220", "250", "250", "250", "250", "354", "250", "221"]
+    # It exited only after delivering what it had acknowledged.
+    wait_until(lambda: s.counts()["recipients"] == 2, what="2 recipients")
+    assert sum('"event":"delivered"' in l for l in acct.read_text().splitlines()) == 2
+
+
+def test_sigusr1_logs_queue_statistics_and_sigterm_exits_cleanly(sink, serve):
+    s = sink()
+    port = free_port()
+    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=mx_of(s)))
+    r = subprocess.run([MMA, "compose", "--synthetic", "50", "--domains", "5", "-s", f"127.0.0.1:{port}",
+                        "-n", "2", "--progress", "never"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    srv.wait_finals(50)
+    srv.process.proc.send_signal(signal.SIGUSR1)
+    line = wait_until(lambda: next((l for l in srv.output().splitlines() if "queue general:" in l), None),
+                      what="statistics in the log")
+    for field in ("msg_count=50", "workers=", "ready=", "queued=0", "peak_mtas=", "peak_msgs=", "delivered=50"):
+        assert field in line, line
+    assert srv.stop() == 0
+    assert "all queues are empty" in srv.output()
