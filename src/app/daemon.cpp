@@ -44,8 +44,9 @@ class Daemon {
   int run() {
     for (const auto& qc : cfg_.queues) {
       auto q = std::make_unique<routing::Queue>(qc, accounting_, loops_);
-      q->set_spawner([this](routing::Queue& queue) {
-        delivery::MtaWorker::start(loops_.next().get_executor(), queue, cfg_.delivery.helo_name);
+      q->set_spawner([this](routing::Queue& queue, bool warm) {
+        delivery::MtaWorker::start(loops_.next().get_executor(), queue, cfg_.delivery.helo_name,
+                                   warm);
       });
       queues_.push_back(std::move(q));
     }

@@ -2,6 +2,7 @@
 //   serve             the accelerator daemon
 //   sink              a simulated internet of remote MTAs, for tests and benchmarks
 //   compose           the composer: a campaign, personalized and injected
+//   report            a summary of an accounting log
 //   config-reference  the configuration reference (docs/CONFIG.md)
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -15,6 +16,7 @@
 #include "compose/synthetic_campaign.hpp"
 #include "config/config.hpp"
 #include "config/units.hpp"
+#include "observe/accounting_report.hpp"
 #include "sink/sink_server.hpp"
 
 namespace {
@@ -134,6 +136,13 @@ int main(int argc, char** argv) {
   auto* ref_cmd =
       app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");
 
+  observe::ReportOptions report;
+  auto* report_cmd = app.add_subcommand("report", "Summarize an accounting log");
+  report_cmd->add_option("log", report.path, "The accounting log (JSON lines)")->required();
+  report_cmd->add_option("--top", report.top_domains, "How many of the busiest domains to list")
+      ->capture_default_str();
+  report_cmd->add_flag("--json", report.json, "Print JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -143,6 +152,15 @@ int main(int argc, char** argv) {
 
   if (ref_cmd->parsed()) {
     std::cout << config::config_reference();
+    return 0;
+  }
+  if (report_cmd->parsed()) {
+    try {
+      std::cout << observe::accounting_report(report);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mma report: %s\n", e.what());
+      return 1;
+    }
     return 0;
   }
   if (serve_cmd->parsed()) {

@@ -137,6 +137,7 @@ InjectResult inject(const SyntheticCampaign& campaign, const InjectOptions& opts
                    (opts.progress == InjectOptions::Progress::Auto && ::isatty(2) != 0);
   const bool show = opts.progress != InjectOptions::Progress::Never;
   std::size_t live = opts.connections;
+  asio::steady_timer timer(ctx);
   for (unsigned i = 0; i < opts.connections; ++i) {
     asio::co_spawn(ctx, connection(run, i), [&](std::exception_ptr e) {
       if (e) {
@@ -146,10 +147,9 @@ InjectResult inject(const SyntheticCampaign& campaign, const InjectOptions& opts
           std::fprintf(stderr, "compose: %s\n", x.what());
         }
       }
-      --live;
+      if (--live == 0) timer.cancel();
     });
   }
-  asio::steady_timer timer(ctx);
   std::function<void()> tick = [&] {
     timer.expires_after(milliseconds(tty ? 250 : 2000));
     timer.async_wait([&](std::error_code ec) {

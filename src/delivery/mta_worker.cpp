@@ -22,11 +22,11 @@ Outcome outcome_of(const smtp::Reply& r) {
 
 }  // namespace
 
-void MtaWorker::start(const asio::any_io_executor& ex, routing::Queue& queue,
-                      std::string helo_name) {
+void MtaWorker::start(const asio::any_io_executor& ex, routing::Queue& queue, std::string helo_name,
+                      bool warm) {
   auto worker =
       std::make_shared<MtaWorker>(ex, queue, std::move(helo_name), next_worker_id.fetch_add(1));
-  asio::co_spawn(ex, run(std::move(worker)), asio::detached);
+  asio::co_spawn(ex, run(std::move(worker), warm), asio::detached);
 }
 
 MtaWorker::MtaWorker(const asio::any_io_executor& ex, routing::Queue& queue, std::string helo_name,
@@ -39,9 +39,9 @@ MtaWorker::MtaWorker(const asio::any_io_executor& ex, routing::Queue& queue, std
       slot_(wakeup_),
       client_(ex) {}
 
-net::Task<void> MtaWorker::run(std::shared_ptr<MtaWorker> self) {
+net::Task<void> MtaWorker::run(std::shared_ptr<MtaWorker> self, bool warm) {
   try {
-    co_await (self->work() || self->client_.watch());
+    co_await (self->work(warm) || self->client_.watch());
   } catch (const std::exception& e) {
     // A broken invariant or resource exhaustion: never lose the job in hand.
     spdlog::error("queue {}: worker {} failed: {}", self->queue_.name(), self->id_, e.what());
@@ -60,10 +60,18 @@ net::Task<void> MtaWorker::run(std::shared_ptr<MtaWorker> self) {
   self->queue_.detach(self->slot_);
 }
 
-net::Task<void> MtaWorker::work() {
+net::Task<void> MtaWorker::work(bool warm) {
   // Polite, but never worth waiting long for (RFC 5321 §4.1.1.10).
   const milliseconds quit_timeout =
       std::min<milliseconds>(cfg_.timeouts.command, milliseconds(5000));
+  if (warm) {
+    // No job is charged if this fails: the first job will try again.
+    const bool ok = co_await connect();
+    if (!ok) {
+      spdlog::info("queue {}: worker {}: could not connect at start: {}", queue_.name(), id_,
+                   client_.error());
+    }
+  }
   for (;;) {
     routing::Queue::Next next = queue_.next_job(slot_);
     if (next.stop) {

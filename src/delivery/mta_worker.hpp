@@ -25,15 +25,18 @@ namespace mma::delivery {
 
 class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
  public:
-  // Starts a worker for `queue` on `ex`. The queue has already counted it.
-  static void start(const asio::any_io_executor& ex, routing::Queue& queue, std::string helo_name);
+  // Starts a worker for `queue` on `ex`. The queue has already counted it. A `warm` worker
+  // (one of init_mta) connects at once, so the campaign's first jobs find a connection ready;
+  // others connect on their first job.
+  static void start(const asio::any_io_executor& ex, routing::Queue& queue, std::string helo_name,
+                    bool warm);
 
   MtaWorker(const asio::any_io_executor& ex, routing::Queue& queue, std::string helo_name,
             unsigned id);
 
  private:
-  static net::Task<void> run(std::shared_ptr<MtaWorker> self);
-  net::Task<void> work();
+  static net::Task<void> run(std::shared_ptr<MtaWorker> self, bool warm);
+  net::Task<void> work(bool warm);
   net::Task<bool> connect();
   // One attempt at the job on the open connection; false when the connection broke.
   net::Task<bool> deliver(Job job, routing::AttemptReport report);

@@ -18,7 +18,7 @@ void Queue::start() {
       ++workers_;
       stats_.peak_mtas = std::max(stats_.peak_mtas, workers_);
     }
-    spawn();
+    spawn(/*warm=*/true);
   }
 }
 
@@ -28,8 +28,8 @@ bool Queue::should_spawn_locked() const {
          (workers_ == 0 || pending_.size() > cfg_.max_queue);
 }
 
-void Queue::spawn() {
-  if (spawner_) spawner_(*this);
+void Queue::spawn(bool warm) {
+  if (spawner_) spawner_(*this, warm);
 }
 
 void Queue::submit(Job job) {

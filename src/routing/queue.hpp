@@ -65,7 +65,8 @@ struct QueueStats {
 
 class Queue {
  public:
-  using Spawner = std::function<void(Queue&)>;
+  // Starts one worker; `warm`: connect now rather than on the first job (init_mta workers).
+  using Spawner = std::function<void(Queue&, bool warm)>;
 
   Queue(config::QueueSection cfg, observe::AccountingLog& log, net::EventLoops& loops);
   Queue(const Queue&) = delete;
@@ -111,7 +112,7 @@ class Queue {
 
  private:
   [[nodiscard]] bool should_spawn_locked() const;
-  void spawn();
+  void spawn(bool warm = false);
   void enqueue(Job job, bool fresh);
   void retry_later(Job job, std::chrono::milliseconds delay);
   void record_final(const Job& job, const Recipient& r, Outcome outcome, const smtp::Reply& reply,

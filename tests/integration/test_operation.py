@@ -65,3 +65,9 @@ def test_sigusr1_logs_queue_statistics_and_sigterm_exits_cleanly(sink, serve):
         assert field in line, line
     assert srv.stop() == 0
     assert "all queues are empty" in srv.output()
+
+
+def test_statistics_are_logged_at_the_interval(sink, serve):
+    s = sink()
+    srv = serve(listener(free_port()) + DEFAULT_QUEUE.format(mx=mx_of(s)), stats_interval="200ms")
+    wait_until(lambda: srv.output().count("queue general:") >= 3, what="three periodic statistics lines")

@@ -88,3 +88,30 @@ def test_batch_size_splits_recipients_into_transactions(sink, serve):
     wait_until(lambda: s.counts()["recipients"] == 10, what="10 recipients")
     assert s.counts()["messages"] == 4  # 3 + 3 + 3 + 1
     assert len(srv.wait_finals(10)) == 10
+
+
+def test_idle_connections_close_and_max_jobs_recycles_them(sink, serve):
+    port = free_port()
+    s = sink()
+    mx = s.process.args[s.process.args.index("--listen") + 1]
+    serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{mx}"]\nmax_mta = 1\nmax_jobs = 4\n'
+          'timeouts = { idle = "300ms" }\n')
+    with smtplib.SMTP("127.0.0.1", port) as c:
+        for i in range(10):
+            c.sendmail("c@sender.test", [f"r{i}@d.test"], f"Message-ID: <j{i}@x>\r\n\r\nx\r\n".encode())
+    s.wait_messages(10)
+    # One worker, a new connection every 4 jobs: 10 jobs need 3 connections.
+    assert s.counts()["sessions"] == 3
+    # Idle for 300 ms, the connection is closed (with QUIT).
+    wait_until(lambda: s.counts()["current_sessions"] == 0, what="the idle connection to close")
+
+
+def test_init_mta_workers_connect_at_start(sink, serve):
+    port = free_port()
+    s = sink()
+    mx = s.process.args[s.process.args.index("--listen") + 1]
+    serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{mx}"]\ninit_mta = 3\n'
+          'timeouts = { idle = "60s" }\n')
+    counts = wait_until(lambda: s.counts() if s.counts()["current_sessions"] == 3 else None,
+                        what="3 warm connections")
+    assert counts["messages"] == 0

@@ -64,7 +64,7 @@ class QueueTest : public ::testing::Test {
   int spawned = 0;
   int n_ = 0;
   void SetUp() override {
-    q.set_spawner([this](Queue&) { ++spawned; });
+    q.set_spawner([this](Queue&, bool) { ++spawned; });
   }
 };
 
