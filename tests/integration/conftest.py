@@ -28,6 +28,7 @@ def sink(tmp_path):
     yield start
     for s in started:
         s.process.stop()
+    check_sanitizers(s.process for s in started)
 
 
 @pytest.fixture
@@ -42,3 +43,12 @@ def serve(tmp_path):
     for s in started:
         if s.process.alive():
             s.process.stop()
+    check_sanitizers(s.process for s in started)
+
+
+def check_sanitizers(processes):
+    """A sanitizer report in any process's log fails the test, even if the test passed."""
+    for p in processes:
+        out = p.output()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert marker not in out, f"{p.args[:2]}: {marker}\n{out[-4000:]}"
