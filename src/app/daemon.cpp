@@ -80,7 +80,14 @@ class Daemon {
     stdio_cfg_.hostname = cfg_.server.hostname;
     stdio_ctx_ = std::make_unique<inbound::ListenerContext>(stdio_cfg_, *router_);
     auto ex = loops_.main().get_executor();
-    auto stream = std::make_unique<net::PipeStream>(ex, ::dup(0), ::dup(1), "stdio");
+    std::unique_ptr<net::PipeStream> stream;
+    try {
+      stream = std::make_unique<net::PipeStream>(ex, ::dup(0), ::dup(1), "stdio");
+    } catch (const std::system_error& e) {
+      throw std::runtime_error(
+          "--stdio needs pipes or sockets on stdin and stdout (" + e.code().message() +
+          "; a regular file cannot be polled: pipe it, e.g. `cat file | mma serve ...`)");
+    }
     ++stdio_ctx_->connections;
     // When the composer closes the pipe, deliver what it sent, then exit (as `sendmail -bs`).
     inbound::InboundSession::start(std::move(stream), ex, *stdio_ctx_, false, [this] {

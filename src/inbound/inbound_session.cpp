@@ -28,6 +28,16 @@ std::string rfc5322_date() {
   return buf;
 }
 
+// "192.0.2.1:4567" or "[2001:db8::1]:4567" to "[192.0.2.1]" / "[IPv6:2001:db8::1]" (RFC 5321
+// §4.4 TCP-info); "unix" and "stdio" stay as they are.
+std::string trace_address(const std::string& peer) {
+  const auto colon = peer.rfind(':');
+  if (colon == std::string::npos) return peer;
+  std::string ip = peer.substr(0, colon);
+  if (ip.size() > 2 && ip.front() == '[') return "[IPv6:" + ip.substr(1, ip.size() - 2) + "]";
+  return "[" + ip + "]";
+}
+
 }  // namespace
 
 // Recipients no queue takes are refused at RCPT time: mma relays only what it can route.
@@ -157,8 +167,8 @@ net::Task<bool> InboundSession::read_data() {
   if (env.params.size)
     body_->wire.reserve(std::min<std::uint64_t>(*env.params.size + 512, ctx_.cfg.max_message_size));
   // RFC 5321 §4.4: a relay adds a Received: trace field.
-  body_->wire = "Received: from " + env.helo + " (" + stream_->peer() + ")\r\n\tby " +
-                ctx_.cfg.hostname + " (mma) with " +
+  body_->wire = "Received: from " + env.helo + " (" + trace_address(stream_->peer()) +
+                ")\r\n\tby " + ctx_.cfg.hostname + " (mma) with " +
                 (proto_.options().lmtp ? "LMTP"
                  : env.esmtp           ? "ESMTP"
                                        : "SMTP") +

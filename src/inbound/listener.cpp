@@ -1,5 +1,7 @@
 #include "inbound/listener.hpp"
 
+#include "net/accept_loop.hpp"
+
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,8 +10,6 @@
 
 namespace mma::inbound {
 namespace {
-
-using std::chrono::milliseconds;
 
 bool allowed(const config::ListenerSection& cfg, const asio::ip::address& a) {
   std::array<std::uint8_t, 16> bytes{};
@@ -41,13 +41,25 @@ void Listener::start() {
       if (::lstat(ep.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(ep.path.c_str());
       unix_.emplace(main, asio::local::stream_protocol::endpoint(ep.path));
       ::chmod(ep.path.c_str(), ctx_.cfg.socket_mode);
-      asio::co_spawn(main, accept_unix(), asio::detached);
+      // Local clients: the socket's file mode is the access control.
+      asio::co_spawn(
+          main,
+          net::accept_loop(*unix_, loops_, ep.to_string(),
+                           [this](asio::local::stream_protocol::socket s, asio::io_context& loop) {
+                             admit(std::make_unique<net::UnixStream>(std::move(s)), loop, false);
+                           }),
+          asio::detached);
     } else {
       std::error_code ec;
       const auto addr = asio::ip::make_address(ep.host, ec);
       if (ec) throw std::runtime_error("not an IP address: " + ep.host);
       tcp_.emplace(main, asio::ip::tcp::endpoint(addr, ep.port), /*reuse_address=*/true);
-      asio::co_spawn(main, accept_tcp(), asio::detached);
+      asio::co_spawn(main,
+                     net::accept_loop(*tcp_, loops_, ep.to_string(),
+                                      [this](asio::ip::tcp::socket s, asio::io_context& loop) {
+                                        accept_tcp(std::move(s), loop);
+                                      }),
+                     asio::detached);
     }
   } catch (const std::system_error& e) {
     throw std::runtime_error("cannot listen on " + ep.to_string() + ": " + e.code().message());
@@ -85,43 +97,16 @@ void Listener::admit(std::unique_ptr<net::Stream> stream, asio::io_context& loop
   InboundSession::start(std::move(stream), loop.get_executor(), ctx_, denied);
 }
 
-net::Task<void> Listener::accept_tcp() {
-  for (;;) {
-    asio::io_context& loop = loops_.next();
-    auto [ec, socket] = co_await tcp_->async_accept(loop, net::use_tuple);
-    if (ec == asio::error::operation_aborted || !tcp_->is_open()) co_return;
-    if (ec) {
-      // EMFILE/ENFILE/ENOMEM: log, pause, carry on (STYLE.md §9).
-      spdlog::warn("accept on {}: {}; pausing 100 ms", ctx_.cfg.address.to_string(), ec.message());
-      asio::steady_timer pause(co_await asio::this_coro::executor, milliseconds(100));
-      co_await pause.async_wait(net::use_tuple);
-      continue;
-    }
-    std::error_code ignored;
-    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    const auto peer = socket.remote_endpoint(ignored);
-    const bool denied = ignored || !allowed(ctx_.cfg, peer.address());
-    if (denied)
-      spdlog::info("{}: client {} is not in allow: refusing to relay", ctx_.cfg.address.to_string(),
-                   peer.address().to_string());
-    admit(std::make_unique<net::TcpStream>(std::move(socket)), loop, denied);
+void Listener::accept_tcp(asio::ip::tcp::socket socket, asio::io_context& loop) {
+  std::error_code ignored;
+  socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  const auto peer = socket.remote_endpoint(ignored);
+  const bool denied = ignored || !allowed(ctx_.cfg, peer.address());
+  if (denied) {
+    spdlog::info("{}: client {} is not in allow: refusing to relay", ctx_.cfg.address.to_string(),
+                 peer.address().to_string());
   }
-}
-
-net::Task<void> Listener::accept_unix() {
-  for (;;) {
-    asio::io_context& loop = loops_.next();
-    auto [ec, socket] = co_await unix_->async_accept(loop, net::use_tuple);
-    if (ec == asio::error::operation_aborted || !unix_->is_open()) co_return;
-    if (ec) {
-      spdlog::warn("accept on {}: {}; pausing 100 ms", ctx_.cfg.address.to_string(), ec.message());
-      asio::steady_timer pause(co_await asio::this_coro::executor, milliseconds(100));
-      co_await pause.async_wait(net::use_tuple);
-      continue;
-    }
-    // Local clients: the socket's file mode is the access control.
-    admit(std::make_unique<net::UnixStream>(std::move(socket)), loop, false);
-  }
+  admit(std::make_unique<net::TcpStream>(std::move(socket)), loop, denied);
 }
 
 }  // namespace mma::inbound

@@ -25,8 +25,7 @@ class Listener {
   [[nodiscard]] ListenerContext& context() { return ctx_; }
 
  private:
-  net::Task<void> accept_tcp();
-  net::Task<void> accept_unix();
+  void accept_tcp(asio::ip::tcp::socket socket, asio::io_context& loop);
   void admit(std::unique_ptr<net::Stream> stream, asio::io_context& loop, bool denied);
 
   net::EventLoops& loops_;

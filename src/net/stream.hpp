@@ -66,7 +66,9 @@ class SocketStream final : public Stream {
     auto ep = socket_.remote_endpoint(ec);
     if (ec) return "?";
     if constexpr (std::is_same_v<Socket, asio::ip::tcp::socket>) {
-      return ep.address().to_string() + ":" + std::to_string(ep.port());
+      const auto a = ep.address();
+      return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
+             std::to_string(ep.port());
     } else {
       return "unix";
     }

@@ -1,5 +1,10 @@
 #include "observe/accounting_log.hpp"
 
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -27,8 +32,8 @@ void append_timestamp(std::string& out) {
 
 AccountingLog::AccountingLog(const std::string& path) {
   if (!path.empty()) {
-    file_ = std::fopen(path.c_str(), "a");
-    if (file_ == nullptr) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd_ < 0) {
       throw std::runtime_error("cannot open accounting log " + path + ": " + std::strerror(errno));
     }
   }
@@ -42,11 +47,11 @@ AccountingLog::~AccountingLog() {
   }
   cv_.notify_one();
   thread_.join();
-  if (file_ != nullptr) std::fclose(file_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void AccountingLog::record(const AccountingEvent& e) {
-  if (file_ == nullptr) return;
+  if (fd_ < 0) return;
   std::string line;
   line.reserve(384);
   line += "{\"ts\":\"";
@@ -91,9 +96,36 @@ void AccountingLog::flush() {
     std::lock_guard lock(mu_);
     out.swap(buffer_);
   }
-  if (file_ != nullptr && !out.empty()) {
-    std::fwrite(out.data(), 1, out.size(), file_);
-    std::fflush(file_);
+  if (fd_ < 0 || out.empty()) return;
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::write(fd_, out.data() + done, out.size() - done);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    // Disk full or an I/O error: keep what was not written for the next flush, up to a bound,
+    // and say so (once per episode).
+    const int err = errno;
+    std::lock_guard lock(mu_);
+    if (!failing_)
+      spdlog::error("accounting log: write failed: {}; keeping lines in memory",
+                    std::strerror(err));
+    failing_ = true;
+    const std::string rest = out.substr(done);
+    if (rest.size() + buffer_.size() <= kMaxPending) {
+      buffer_.insert(0, rest);
+    } else {
+      lost_lines_ += static_cast<std::size_t>(std::count(rest.begin(), rest.end(), '\n'));
+      spdlog::error("accounting log: {} line(s) lost so far: the disk stays full", lost_lines_);
+    }
+    return;
+  }
+  if (failing_) {
+    std::lock_guard lock(mu_);
+    spdlog::info("accounting log: writing again");
+    failing_ = false;
   }
 }
 

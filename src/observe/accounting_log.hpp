@@ -47,7 +47,10 @@ class AccountingLog {
  private:
   void flusher();
 
-  std::FILE* file_ = nullptr;
+  static constexpr std::size_t kMaxPending = 64u << 20;
+  int fd_ = -1;
+  bool failing_ = false;        // under mu_
+  std::size_t lost_lines_ = 0;  // under mu_
   std::mutex mu_;
   std::mutex write_mu_;
   std::condition_variable cv_;

@@ -37,7 +37,9 @@ void Queue::submit(Job job) {
 }
 
 void Queue::enqueue(Job job, bool fresh) {
-  WorkerSlot* slot = nullptr;
+  // The wake-up is taken under the lock: once the lock is released the worker may take the
+  // job, finish and end, and its slot with it.
+  std::shared_ptr<net::Wakeup> wake;
   bool spawn_one = false;
   {
     std::lock_guard lock(mu_);
@@ -48,10 +50,11 @@ void Queue::enqueue(Job job, bool fresh) {
     job.queued = Clock::now();
     if (!ready_.empty()) {
       // Most recently parked first: its connection is the warmest.
-      slot = ready_.back();
+      WorkerSlot* slot = ready_.back();
       ready_.pop_back();
       slot->parked = false;
       slot->inbox = std::move(job);
+      wake = slot->wakeup;
       ++in_flight_;
     } else {
       pending_.push_back(std::move(job));
@@ -63,7 +66,7 @@ void Queue::enqueue(Job job, bool fresh) {
       }
     }
   }
-  if (slot != nullptr) slot->wakeup->notify();
+  if (wake) wake->notify();
   if (spawn_one) spawn();
 }
 
@@ -235,14 +238,17 @@ void Queue::retry_later(Job job, std::chrono::milliseconds delay) {
 }
 
 void Queue::stop() {
-  std::vector<WorkerSlot*> wake;
+  std::vector<std::shared_ptr<net::Wakeup>> wake;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    wake.swap(ready_);
-    for (WorkerSlot* s : wake) s->parked = false;
+    for (WorkerSlot* s : ready_) {
+      s->parked = false;
+      wake.push_back(s->wakeup);
+    }
+    ready_.clear();
   }
-  for (WorkerSlot* s : wake) s->wakeup->notify();
+  for (auto& w : wake) w->notify();
 }
 
 bool Queue::stopping() const {

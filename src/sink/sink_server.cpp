@@ -9,6 +9,7 @@
 #include <fstream>
 #include <optional>
 
+#include "net/accept_loop.hpp"
 #include "net/event_loops.hpp"
 #include "sink/sink_counts.hpp"
 #include "sink/sink_session.hpp"
@@ -32,24 +33,16 @@ void write_report(const SinkOptions& opts, const SinkCounts& counts) {
   std::rename(tmp.c_str(), opts.report_path.c_str());
 }
 
-template <class Acceptor, class MakeStream>
-net::Task<void> accept_loop(Acceptor& acceptor, net::EventLoops& loops, const SinkOptions& opts,
-                            SinkCounts& counts, std::string name, MakeStream make) {
-  static std::atomic<std::uint64_t> sessions{0};
-  for (;;) {
-    asio::io_context& loop = loops.next();
-    auto [ec, socket] = co_await acceptor.async_accept(loop, net::use_tuple);
-    if (ec == asio::error::operation_aborted) co_return;
-    if (ec) {
-      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
-      co_await pause.async_wait(net::use_tuple);
-      continue;
-    }
+// Starts a SinkSession for each accepted connection, each with its own fault dice.
+template <class Socket, class MakeStream>
+auto start_session(const SinkOptions& opts, SinkCounts& counts, std::string name, MakeStream make) {
+  return [&opts, &counts, name = std::move(name), make](Socket socket, asio::io_context& loop) {
+    static std::atomic<std::uint64_t> sessions{0};
     auto s =
         std::make_shared<SinkSession>(make(std::move(socket)), loop.get_executor(), opts, counts,
                                       name, opts.seed * 1000003 + sessions.fetch_add(1));
     SinkSession::start(std::move(s), loop.get_executor());
-  }
+  };
 }
 
 }  // namespace
@@ -67,23 +60,28 @@ int run_sink(const SinkOptions& opts) {
         ::unlink(ep.path.c_str());
         local.push_back(std::make_unique<asio::local::stream_protocol::acceptor>(
             loops.main(), asio::local::stream_protocol::endpoint(ep.path)));
-        asio::co_spawn(loops.main(),
-                       accept_loop(*local.back(), loops, opts, counts, name,
-                                   [](asio::local::stream_protocol::socket s) {
-                                     return std::make_unique<net::UnixStream>(std::move(s));
-                                   }),
-                       asio::detached);
+        asio::co_spawn(
+            loops.main(),
+            net::accept_loop(*local.back(), loops, name,
+                             start_session<asio::local::stream_protocol::socket>(
+                                 opts, counts, name,
+                                 [](asio::local::stream_protocol::socket s) {
+                                   return std::make_unique<net::UnixStream>(std::move(s));
+                                 })),
+            asio::detached);
       } else {
         auto addr = asio::ip::make_address(ep.host);
         tcp.push_back(std::make_unique<asio::ip::tcp::acceptor>(
             loops.main(), asio::ip::tcp::endpoint(addr, ep.port), true));
         asio::co_spawn(loops.main(),
-                       accept_loop(*tcp.back(), loops, opts, counts, name,
-                                   [](asio::ip::tcp::socket s) {
-                                     std::error_code ignored;
-                                     s.set_option(asio::ip::tcp::no_delay(true), ignored);
-                                     return std::make_unique<net::TcpStream>(std::move(s));
-                                   }),
+                       net::accept_loop(*tcp.back(), loops, name,
+                                        start_session<asio::ip::tcp::socket>(
+                                            opts, counts, name,
+                                            [](asio::ip::tcp::socket s) {
+                                              std::error_code ignored;
+                                              s.set_option(asio::ip::tcp::no_delay(true), ignored);
+                                              return std::make_unique<net::TcpStream>(std::move(s));
+                                            })),
                        asio::detached);
       }
     }

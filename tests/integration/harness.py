@@ -77,6 +77,7 @@ class Sink:
 
     def __init__(self, tmp, listen, *extra, name="sink"):
         self.report = Path(tmp) / f"{name}.json"
+        self.address = listen[0]  # "host:port": what a queue's mx points at
         self.maildir = None
         args = [MMA, "sink", "--report", str(self.report), "--report-every", "100ms"]
         for l in listen:

@@ -7,14 +7,11 @@ import time
 from harness import DEFAULT_QUEUE, free_port, listener, smtp_session, reply_codes, wait_until
 
 
-def mx_of(s):
-    return s.process.args[s.process.args.index("--listen") + 1]
-
 
 def test_lmtp_delivered_mode_gives_each_recipient_its_own_fate(sink, serve):
     s = sink()
     port = free_port()
-    srv = serve(listener(port, protocol="lmtp", ack="delivered") + DEFAULT_QUEUE.format(mx=mx_of(s)))
+    srv = serve(listener(port, protocol="lmtp", ack="delivered") + DEFAULT_QUEUE.format(mx=s.address))
     rcpts = ["ok1@d1.test", "reject-me@d1.test", "ok2@d2.test"]
     c = smtplib.LMTP("127.0.0.1", port)
     try:
@@ -40,7 +37,7 @@ def test_lmtp_delivered_mode_gives_each_recipient_its_own_fate(sink, serve):
 def test_smtp_delivered_mode_replies(sink, serve):
     s = sink()
     port = free_port()
-    srv = serve(listener(port, ack="delivered") + DEFAULT_QUEUE.format(mx=mx_of(s)))
+    srv = serve(listener(port, ack="delivered") + DEFAULT_QUEUE.format(mx=s.address))
     with smtplib.SMTP("127.0.0.1", port) as c:
         # All delivered: 250 once the remote MTA said so.
         c.sendmail("c@sender.test", ["a@d1.test", "b@d1.test"], b"Message-ID: <s1@x>\r\n\r\nx\r\n")
@@ -68,7 +65,7 @@ def test_smtp_delivered_mode_replies(sink, serve):
 def test_delivered_mode_reports_temporary_failure_when_retries_run_out(sink, serve):
     s = sink()
     port = free_port()
-    queue = DEFAULT_QUEUE.format(mx=mx_of(s)) + "max_retries = 2\n"
+    queue = DEFAULT_QUEUE.format(mx=s.address) + "max_retries = 2\n"
     srv = serve(listener(port, ack="delivered") + queue)
     with smtplib.SMTP("127.0.0.1", port) as c:
         try:
@@ -85,7 +82,7 @@ def test_received_mode_answers_before_delivery(sink, serve):
     # The sink waits 2 s before answering DATA; the composer must not wait with it.
     s = sink("--data-delay", "2s")
     port = free_port()
-    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=mx_of(s)))
+    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=s.address))
     start = time.time()
     with smtplib.SMTP("127.0.0.1", port) as c:
         for i in range(5):

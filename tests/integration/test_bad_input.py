@@ -9,9 +9,6 @@ import time
 from harness import DEFAULT_QUEUE, free_port, listener, reply_codes, smtp_session, wait_until
 
 
-def mx_of(s):
-    return s.process.args[s.process.args.index("--listen") + 1]
-
 
 def send_ok(port, n, tag):
     with smtplib.SMTP("127.0.0.1", port) as c:
@@ -22,7 +19,7 @@ def send_ok(port, n, tag):
 def test_hostile_clients_do_not_hurt_the_daemon(sink, serve):
     s = sink()
     port = free_port()
-    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=mx_of(s)))
+    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=s.address))
     send_ok(port, 5, "before")
 
     # 10 MB of garbage, with and without line breaks: replies, then a clean close (421).
@@ -80,7 +77,7 @@ def test_hostile_clients_do_not_hurt_the_daemon(sink, serve):
 def test_many_concurrent_clients_and_abrupt_disconnects(sink, serve):
     s = sink()
     port = free_port()
-    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=mx_of(s)))
+    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=s.address))
     socks = []
     for i in range(200):
         c = socket.create_connection(("127.0.0.1", port))

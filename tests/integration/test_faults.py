@@ -6,9 +6,6 @@ import subprocess
 from harness import MMA, free_port, listener, wait_until
 
 
-def mx_of(s):
-    return s.process.args[s.process.args.index("--listen") + 1]
-
 
 def queue(mx, extra=""):
     return (f'[[queue]]\nname = "general"\nmx = ["{mx}"]\nmax_mta = 20\nretry_delay = "20ms"\n'
@@ -19,7 +16,7 @@ def test_random_defers_rejects_and_drops_end_in_one_outcome_each(sink, serve):
     s = sink("--rcpt-defer", "0.1", "--rcpt-reject", "0.05", "--txn-defer", "0.05", "--drop", "0.05",
              "--seed", "7")
     port = free_port()
-    srv = serve(listener(port) + queue(mx_of(s), "max_retries = 30"))
+    srv = serve(listener(port) + queue(s.address, "max_retries = 30"))
     r = subprocess.run([MMA, "compose", "--synthetic", "1000", "--domains", "50", "--rcpts", "2", "-s",
                         f"127.0.0.1:{port}", "-n", "10", "--progress", "never", "--summary-json",
                         str(srv.tmp / "compose.json")], capture_output=True, text=True, timeout=120)
@@ -59,13 +56,13 @@ def test_silent_remote_times_out_and_is_retried_elsewhere(sink, serve):
     port = free_port()
     # Two hosts of equal preference: workers that time out on the slow one retry, and the
     # connection faults move the jobs to a worker that starts at the other host.
-    srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{mx_of(slow)}", "{mx_of(fast)}"]\n'
+    srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{slow.address}", "{fast.address}"]\n'
                 f'max_mta = 4\nretry_delay = "20ms"\ntimeouts = {{ data_done = "300ms" }}\n')
     r = subprocess.run([MMA, "compose", "--synthetic", "20", "--domains", "5", "-s", f"127.0.0.1:{port}",
                         "-n", "2", "--progress", "never"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     finals = srv.wait_finals(20, timeout=60)
     assert all(e["event"] == "delivered" for e in finals)
-    assert all(e["mx"] == mx_of(fast) for e in finals)
+    assert all(e["mx"] == fast.address for e in finals)
     timeouts = [e for e in srv.accounting() if e["event"] == "deferred"]
     assert timeouts and all("timed out" in e["reply"] for e in timeouts)

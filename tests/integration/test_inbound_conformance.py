@@ -18,7 +18,7 @@ def msg(i, to="a@d1.test"):
 def relay(sink, serve):
     s = sink()
     port = free_port()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     srv = serve(listener(port, extra='max_message_size = "64K"\nmax_recipients = 100') +
                 DEFAULT_QUEUE.format(mx=mx))
     return port, s, srv
@@ -117,7 +117,7 @@ def test_line_length_limits(relay):
 
 def test_unroutable_domain_is_refused_without_general_queue(sink, serve):
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     port = free_port()
     serve(listener(port) + f'[[queue]]\nname = "big"\ndomains = ["big.test"]\nmx = ["{mx}"]\n')
     with smtplib.SMTP("127.0.0.1", port) as c:
@@ -130,7 +130,7 @@ def test_unroutable_domain_is_refused_without_general_queue(sink, serve):
 
 def test_client_outside_allow_cannot_relay(sink, serve):
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     port = free_port()
     # 127.0.0.1 connects, but only 10.0.0.0/8 may relay.
     serve(listener(port, extra='allow = ["10.0.0.0/8"]') + DEFAULT_QUEUE.format(mx=mx))
@@ -145,7 +145,7 @@ def test_client_outside_allow_cannot_relay(sink, serve):
 
 def test_max_connections(sink, serve):
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     port = free_port()
     serve(listener(port, extra="max_connections = 2") + DEFAULT_QUEUE.format(mx=mx))
     def hold_two():
@@ -166,7 +166,7 @@ def test_max_connections(sink, serve):
 
 def test_idle_timeout(sink, serve):
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     port = free_port()
     body = listener(port).replace('idle_timeout = "30s"', 'idle_timeout = "300ms"')
     serve(body + DEFAULT_QUEUE.format(mx=mx))
@@ -183,7 +183,7 @@ def test_idle_timeout(sink, serve):
 
 def test_lmtp_gives_one_reply_per_recipient(sink, serve):
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     port = free_port()
     serve(listener(port, protocol="lmtp") + DEFAULT_QUEUE.format(mx=mx))
     c = smtplib.LMTP("127.0.0.1", port)
@@ -205,7 +205,7 @@ def test_lmtp_gives_one_reply_per_recipient(sink, serve):
 
 def test_unix_socket_listener(sink, serve, tmp_path):
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     path = tmp_path / "mma.sock"
     serve(f'[[listener]]\naddress = "unix:{path}"\n' + DEFAULT_QUEUE.format(mx=mx), wait=False)
     wait_until(lambda: path.exists(), what="the unix socket")

@@ -7,9 +7,6 @@ from pathlib import Path
 from harness import MMA, ROOT, DEFAULT_QUEUE, free_port, listener, wait_until
 
 
-def mx_of(s):
-    return s.process.args[s.process.args.index("--listen") + 1]
-
 
 def test_check_accepts_a_good_config_and_names_file_line_and_key(tmp_path):
     good = tmp_path / "good.toml"
@@ -37,7 +34,7 @@ def test_stdio_session_delivers_then_exits(sink, tmp_path):
     cfg = tmp_path / "stdio.toml"
     acct = tmp_path / "acct.jsonl"
     cfg.write_text(f'[server]\naccounting_log = "{acct}"\nhostname = "mma.test"\n' +
-                   DEFAULT_QUEUE.format(mx=mx_of(s)))
+                   DEFAULT_QUEUE.format(mx=s.address))
     session = ("EHLO composer\r\nMAIL FROM:<c@sender.test>\r\nRCPT TO:<a@d1.test>\r\nRCPT TO:<b@d2.test>\r\n"
                "DATA\r\nMessage-ID: <stdio@x>\r\n\r\nthrough a pipe\r\n.\r\nQUIT\r\n")
     r = subprocess.run([MMA, "serve", "-c", str(cfg), "--stdio"], input=session.encode(), capture_output=True,
@@ -53,7 +50,7 @@ def test_stdio_session_delivers_then_exits(sink, tmp_path):
 def test_sigusr1_logs_queue_statistics_and_sigterm_exits_cleanly(sink, serve):
     s = sink()
     port = free_port()
-    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=mx_of(s)))
+    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=s.address))
     r = subprocess.run([MMA, "compose", "--synthetic", "50", "--domains", "5", "-s", f"127.0.0.1:{port}",
                         "-n", "2", "--progress", "never"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
@@ -69,5 +66,5 @@ def test_sigusr1_logs_queue_statistics_and_sigterm_exits_cleanly(sink, serve):
 
 def test_statistics_are_logged_at_the_interval(sink, serve):
     s = sink()
-    srv = serve(listener(free_port()) + DEFAULT_QUEUE.format(mx=mx_of(s)), stats_interval="200ms")
+    srv = serve(listener(free_port()) + DEFAULT_QUEUE.format(mx=s.address), stats_interval="200ms")
     wait_until(lambda: srv.output().count("queue general:") >= 3, what="three periodic statistics lines")

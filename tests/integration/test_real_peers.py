@@ -16,9 +16,6 @@ SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SWAKS = shutil.which("swaks") or "/usr/bin/swaks"
 
 
-def mx_of(s):
-    return s.process.args[s.process.args.index("--listen") + 1]
-
 
 def queue(mx, max_mta=50):
     return f'[[queue]]\nname = "general"\nmx = ["{mx}"]\nmax_mta = {max_mta}\nretry_delay = "100ms"\n'
@@ -28,7 +25,7 @@ def queue(mx, max_mta=50):
 def test_smtp_source_10000_messages_at_concurrency_20(sink, serve):
     s = sink()
     port = free_port()
-    srv = serve(listener(port) + queue(mx_of(s)))
+    srv = serve(listener(port) + queue(s.address))
     # -s 20 sessions, -m 10000 messages, -l 2000 bytes each, 5 recipients spread as %d@ addresses.
     r = subprocess.run([SMTP_SOURCE, "-s", "20", "-m", "10000", "-l", "2000", "-f", "composer@sender.test",
                         "-t", "rcpt@peer.test", "-M", "composer.test", f"127.0.0.1:{port}"],
@@ -80,7 +77,7 @@ def test_postfix_smtp_sink_as_receiver(serve, tmp_path):
 def test_swaks_with_pipelining(sink, serve):
     s = sink()
     port = free_port()
-    srv = serve(listener(port) + queue(mx_of(s)))
+    srv = serve(listener(port) + queue(s.address))
     r = subprocess.run([SWAKS, "--server", f"127.0.0.1:{port}", "--pipeline", "--from", "c@sender.test",
                         "--to", "a@d1.test,b@d2.test", "--header", "Message-ID: <swaks@x>",
                         "--body", "hello from swaks"], capture_output=True, text=True, timeout=60)
@@ -90,7 +87,7 @@ def test_swaks_with_pipelining(sink, serve):
     assert {e["rcpt"] for e in srv.wait_finals(2)} == {"a@d1.test", "b@d2.test"}
     # And swaks as an LMTP client of an LMTP listener.
     lport = free_port()
-    srv2 = serve(listener(lport, protocol="lmtp") + queue(mx_of(s)), name="lmtp")
+    srv2 = serve(listener(lport, protocol="lmtp") + queue(s.address), name="lmtp")
     r = subprocess.run([SWAKS, "--server", f"127.0.0.1:{lport}", "--protocol", "LMTP", "--from", "c@sender.test",
                         "--to", "c@d3.test", "--header", "Message-ID: <swaks-lmtp@x>"],
                        capture_output=True, text=True, timeout=60)

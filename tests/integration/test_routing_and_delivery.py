@@ -46,13 +46,13 @@ def test_routing_by_domain_and_split_message_keeps_its_body(sink, serve, tmp_pat
     for raw in copies:
         header, _, body = raw.partition(b"\r\n\r\n")
         assert body == body_text.encode()
-        assert b"Received: from " in header and b"(mma)" in header
+        assert b"Received: from " in header and b"([127.0.0.1])" in header and b"(mma)" in header
 
 
 def test_parallel_connections_bounded_by_max_mta(sink, serve):
     port = free_port()
     s = sink("--data-delay", "100ms")
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{mx}"]\nmax_mta = 50\n')
     r = subprocess.run([MMA, "compose", "--synthetic", "2000", "--domains", "100", "-s", f"127.0.0.1:{port}",
                         "-n", "20", "--progress", "never"], capture_output=True, text=True, timeout=120)
@@ -68,7 +68,7 @@ def test_parallel_connections_bounded_by_max_mta(sink, serve):
 def test_connections_are_reused_across_jobs(sink, serve):
     port = free_port()
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{mx}"]\nmax_mta = 2\n')
     with smtplib.SMTP("127.0.0.1", port) as c:
         for i in range(50):
@@ -80,7 +80,7 @@ def test_connections_are_reused_across_jobs(sink, serve):
 def test_batch_size_splits_recipients_into_transactions(sink, serve):
     port = free_port()
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{mx}"]\nbatch_size = 3\n')
     rcpts = [f"r{i}@d.test" for i in range(10)]
     with smtplib.SMTP("127.0.0.1", port) as c:
@@ -93,7 +93,7 @@ def test_batch_size_splits_recipients_into_transactions(sink, serve):
 def test_idle_connections_close_and_max_jobs_recycles_them(sink, serve):
     port = free_port()
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{mx}"]\nmax_mta = 1\nmax_jobs = 4\n'
           'timeouts = { idle = "300ms" }\n')
     with smtplib.SMTP("127.0.0.1", port) as c:
@@ -109,7 +109,7 @@ def test_idle_connections_close_and_max_jobs_recycles_them(sink, serve):
 def test_init_mta_workers_connect_at_start(sink, serve):
     port = free_port()
     s = sink()
-    mx = s.process.args[s.process.args.index("--listen") + 1]
+    mx = s.address
     serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{mx}"]\ninit_mta = 3\n'
           'timeouts = { idle = "60s" }\n')
     counts = wait_until(lambda: s.counts() if s.counts()["current_sessions"] == 3 else None,
