@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <iostream>
 
@@ -45,6 +47,16 @@ void setup_logging(const std::string& level) {
 }
 
 }  // namespace
+
+// Thousands of connections need thousands of descriptors: take the hard limit, which the
+// administrator sets; the soft default (often 1024) is a historical accident.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
 
 int main(int argc, char** argv) {
   CLI::App app{"mma: the mass-mail accelerator"};
@@ -149,6 +161,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   setup_logging(log_level);
+  raise_fd_limit();
 
   if (ref_cmd->parsed()) {
     std::cout << config::config_reference();
