@@ -115,6 +115,8 @@ int main(int argc, char** argv) {
   sink_cmd->add_option("--maildir", sink_opts.maildir,
                        "Write every accepted message into this directory");
   sink_cmd->add_option("--duration", duration, "Exit after this long");
+  sink_cmd->add_flag("--paused", sink_opts.paused,
+                     "Start stopped: accept connections but greet nobody until SIGUSR2");
 
   // --- compose ---
   compose::SyntheticOptions syn;

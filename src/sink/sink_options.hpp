@@ -29,6 +29,9 @@ struct SinkOptions {
   std::chrono::milliseconds report_every{0};
   std::string maildir;                    // when set, every accepted message is written there
   std::chrono::milliseconds duration{0};  // exit after this long (0: run until signalled)
+  // A stopped receiver: connections are accepted but get no greeting until SIGUSR2 resumes
+  // it (SIGUSR2 again pauses it). For queueing benchmarks and tests.
+  bool paused = false;
 };
 
 }  // namespace mma::sink

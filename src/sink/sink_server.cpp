@@ -91,12 +91,20 @@ int run_sink(const SinkOptions& opts) {
   }
   spdlog::info("mma sink: listening on {} address(es)", opts.listen.size());
 
+  SinkSession::paused = opts.paused;
   asio::signal_set signals(loops.main(), SIGINT, SIGTERM, SIGUSR1);
+  signals.add(SIGUSR2);
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](std::error_code ec, int sig) {
       if (ec) return;
       if (sig == SIGUSR1) {
         write_report(opts, counts);
+        wait_signal();
+        return;
+      }
+      if (sig == SIGUSR2) {
+        SinkSession::paused = !SinkSession::paused;
+        spdlog::info("mma sink: {}", SinkSession::paused ? "paused" : "resumed");
         wait_signal();
         return;
       }

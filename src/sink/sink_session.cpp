@@ -125,8 +125,11 @@ void SinkSession::store(const smtp::Envelope& env, const std::string& wire) {
   }
 }
 
+std::atomic<bool> SinkSession::paused{false};
+
 net::Task<void> SinkSession::serve() {
   co_await pause(opts_.banner_delay);
+  while (paused.load(std::memory_order_relaxed)) co_await pause(std::chrono::milliseconds(20));
   smtp::append_reply(out_, proto_.greeting().reply, false);
   for (;;) {
     for (;;) {

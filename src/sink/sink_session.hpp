@@ -23,6 +23,9 @@ namespace mma::sink {
 
 class SinkSession : public std::enable_shared_from_this<SinkSession> {
  public:
+  // While set, new sessions hold their greeting (sink_options.hpp: paused).
+  static std::atomic<bool> paused;
+
   SinkSession(std::unique_ptr<net::Stream> stream, const asio::any_io_executor& ex,
               const SinkOptions& opts, SinkCounts& counts, std::string listener,
               std::uint64_t seed);
