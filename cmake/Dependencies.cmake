@@ -14,6 +14,9 @@ target_compile_definitions(asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
 target_link_libraries(asio INTERFACE Threads::Threads)
 
 find_package(OpenSSL 3 REQUIRED)
+find_package(PkgConfig REQUIRED)
+# libunbound's .pc needs libevent-dev installed (../shared/STACK.md, pitfall 1).
+pkg_check_modules(UNBOUND REQUIRED IMPORTED_TARGET libunbound)
 find_package(tomlplusplus CONFIG REQUIRED)
 find_package(spdlog CONFIG REQUIRED)
 find_package(fmt CONFIG REQUIRED)

@@ -9,9 +9,17 @@
 #include <memory>
 #include <vector>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
 #include "delivery/mta_worker.hpp"
+#include "dns/mx_cache.hpp"
+#include "dns/unbound_resolver.hpp"
 #include "inbound/listener.hpp"
 #include "net/event_loops.hpp"
+#include "net/tls_stream.hpp"
 #include "observe/accounting_log.hpp"
 #include "routing/queue.hpp"
 #include "routing/router.hpp"
@@ -42,13 +50,22 @@ class Daemon {
         accounting_(cfg.server.accounting_log) {}
 
   int run() {
+    start_dns();
+    worker_ctx_ = std::make_unique<delivery::WorkerContext>(
+        delivery::WorkerContext{cfg_.delivery.helo_name, *routes_, tls_.get()});
     for (const auto& qc : cfg_.queues) {
       auto q = std::make_unique<routing::Queue>(qc, accounting_, loops_);
       q->set_spawner([this](routing::Queue& queue, bool warm) {
-        delivery::MtaWorker::start(loops_.next().get_executor(), queue, cfg_.delivery.helo_name,
-                                   warm);
+        delivery::MtaWorker::start(loops_.next().get_executor(), queue, *worker_ctx_, warm);
       });
+      if (qc.resolve) routes_->watch(qc, loops_.main());
       queues_.push_back(std::move(q));
+    }
+    for (auto& q : queues_) {
+      if (q->config().retry.empty()) continue;
+      for (auto& r : queues_) {
+        if (r->name() == q->config().retry) q->set_retry_queue(r.get());
+      }
     }
     std::vector<routing::Queue*> raw;
     for (auto& q : queues_) raw.push_back(q.get());
@@ -74,6 +91,34 @@ class Daemon {
   }
 
  private:
+  // The resolver and the MX cache, if any queue resolves through DNS; the TLS client context.
+  void start_dns() {
+    tls_ = net::make_client_tls_context();
+    const bool dns = std::any_of(cfg_.queues.begin(), cfg_.queues.end(),
+                                 [](const auto& q) { return q.mx.empty(); });
+    if (dns) {
+      resolver_ =
+          std::make_unique<dns::UnboundResolver>(loops_.main(), cfg_.dns.servers, cfg_.dns.timeout);
+      dns::MxCacheOptions o;
+      o.port = cfg_.delivery.port;
+      o.min_ttl = cfg_.dns.min_ttl;
+      o.max_ttl = cfg_.dns.max_ttl;
+      o.negative_ttl = cfg_.dns.negative_ttl;
+      o.failure_ttl = cfg_.dns.failure_ttl;
+      o.capacity = cfg_.dns.cache_size;
+      o.ipv6 = cfg_.dns.ipv6;
+      std::size_t mx_limit = 1;
+      for (const auto& q : cfg_.queues) mx_limit = std::max(mx_limit, q.mx_limit);
+      o.mx_limit = mx_limit;
+      mx_cache_ = std::make_unique<dns::MxCache>(*resolver_, o);
+      spdlog::info("dns: {}",
+                   cfg_.dns.servers.empty()
+                       ? std::string("servers of /etc/resolv.conf")
+                       : "forwarding to " + fmt::format("{}", fmt::join(cfg_.dns.servers, ", ")));
+    }
+    routes_ = std::make_unique<delivery::RouteSource>(mx_cache_.get());
+  }
+
   void start_stdio() {
     stdio_cfg_.protocol = opts_.stdio_lmtp ? config::Protocol::Lmtp : config::Protocol::Smtp;
     stdio_cfg_.ack = opts_.stdio_delivered ? config::AckMode::Delivered : config::AckMode::Received;
@@ -145,21 +190,21 @@ class Daemon {
       drain_timer_.async_wait([this](std::error_code) { drain(); });
       return;
     }
-    std::size_t dropped = 0;
-    for (auto& q : queues_) dropped += q->backlog_recipients();
-    if (dropped > 0) {
-      spdlog::warn(
-          "shutting down with {} recipient(s) undelivered: lost (ack mode `received` keeps mail in "
-          "memory only)",
-          dropped);
-      exit_code_ = 0;
+    // What still waits ends as failed, in the accounting log: one final outcome each.
+    std::size_t abandoned = 0;
+    for (auto& q : queues_) {
+      abandoned += q->abandon(
+          "mma stopped before delivering it (ack mode received keeps mail in memory only)");
+    }
+    if (abandoned > 0) {
+      spdlog::warn("shutting down: {} queued recipient(s) not delivered, logged as failed",
+                   abandoned);
     } else {
       spdlog::info("all queues are empty");
     }
-    log_stats(queues_);
     for (auto& q : queues_) q->stop();
-    // Give workers a moment to say QUIT, then stop.
-    drain_timer_.expires_after(milliseconds(dropped > 0 ? 100 : 500));
+    // Workers finish the transaction in hand, say QUIT and end.
+    drain_timer_.expires_after(milliseconds(50));
     drain_timer_.async_wait([this](std::error_code) { stop_when_workers_gone(0); });
   }
 
@@ -179,6 +224,11 @@ class Daemon {
   const ServeOptions& opts_;
   net::EventLoops loops_;
   observe::AccountingLog accounting_;
+  std::shared_ptr<asio::ssl::context> tls_;
+  std::unique_ptr<dns::UnboundResolver> resolver_;
+  std::unique_ptr<dns::MxCache> mx_cache_;
+  std::unique_ptr<delivery::RouteSource> routes_;
+  std::unique_ptr<delivery::WorkerContext> worker_ctx_;
   std::vector<std::unique_ptr<routing::Queue>> queues_;
   std::unique_ptr<routing::Router> router_;
   std::vector<std::unique_ptr<inbound::Listener>> listeners_;

@@ -108,6 +108,8 @@ int main(int argc, char** argv) {
   sink_cmd->add_flag("--no-ehlo", no_ehlo, "Refuse EHLO (502), so clients fall back to HELO");
   sink_cmd->add_option("--max-message-size", sink_opts.max_message_size,
                        "SIZE limit in bytes (0: none)");
+  sink_cmd->add_option("--max-recipients", sink_opts.max_recipients,
+                       "Recipients per transaction; beyond: 452");
   sink_cmd->add_option("--report", sink_opts.report_path,
                        "Write counts as JSON here (default: stdout on exit)");
   sink_cmd->add_option("--report-every", report_every,
@@ -115,6 +117,14 @@ int main(int argc, char** argv) {
   sink_cmd->add_option("--maildir", sink_opts.maildir,
                        "Write every accepted message into this directory");
   sink_cmd->add_option("--duration", duration, "Exit after this long");
+  std::vector<std::string> faults;
+  sink_cmd->add_option(
+      "--fault", faults,
+      "PHASE:KIND[:SESSIONS]: fail at banner, ehlo, mail, rcpt, data or dot with timeout, drop, "
+      "421, garbled or truncated, for the first SESSIONS sessions (default: all); repeatable");
+  std::string starttls;
+  sink_cmd->add_option("--starttls", starttls,
+                       "\"broken\": offer STARTTLS, then answer it with garbage");
   sink_cmd->add_flag("--paused", sink_opts.paused,
                      "Start stopped: accept connections but greet nobody until SIGUSR2");
 
@@ -212,6 +222,31 @@ int main(int argc, char** argv) {
     } catch (const CLI::Error& e) {
       return app.exit(e);
     }
+    for (const auto& f : faults) {
+      sink::Fault fault;
+      const auto a = f.find(':');
+      const auto b = a == std::string::npos ? a : f.find(':', a + 1);
+      if (a == std::string::npos) {
+        std::fprintf(stderr, "mma sink: --fault %s: expected PHASE:KIND[:SESSIONS]\n", f.c_str());
+        return 2;
+      }
+      fault.phase = f.substr(0, a);
+      fault.kind = f.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
+      if (b != std::string::npos) fault.sessions = std::stoul(f.substr(b + 1));
+      const std::string phases = " banner ehlo mail rcpt data dot ",
+                        kinds = " timeout drop 421 garbled truncated ";
+      if (phases.find(" " + fault.phase + " ") == std::string::npos ||
+          kinds.find(" " + fault.kind + " ") == std::string::npos) {
+        std::fprintf(stderr, "mma sink: --fault %s: unknown phase or kind\n", f.c_str());
+        return 2;
+      }
+      sink_opts.faults.push_back(fault);
+    }
+    if (!starttls.empty() && starttls != "broken") {
+      std::fprintf(stderr, "mma sink: --starttls: only \"broken\" is known\n");
+      return 2;
+    }
+    sink_opts.broken_starttls = starttls == "broken";
     sink_opts.pipelining = !no_pipelining;
     sink_opts.ehlo = !no_ehlo;
     return sink::run_sink(sink_opts);

@@ -36,6 +36,7 @@ net::Task<void> connection(Run& run, unsigned id) {
   auto ex = co_await asio::this_coro::executor;
   delivery::SmtpClient client(ex);
   config::Timeouts t;
+  const delivery::TlsOptions no_tls;
   t.banner = t.command = t.data = t.data_done = run.opts.timeout;
   auto session = [&]() -> net::Task<void> {
     for (int attempt = 0; attempt < 3 && run.next < run.campaign.size(); ++attempt) {
@@ -48,7 +49,8 @@ net::Task<void> connection(Run& run, unsigned id) {
         continue;
       }
       client.attach(std::move(c.stream), c.address);
-      if (!co_await client.open(run.opts.helo, run.opts.lmtp, t)) {
+      const bool ok51 = co_await client.open(run.opts.helo, run.opts.lmtp, t, no_tls);
+      if (!ok51) {
         std::fprintf(stderr, "compose: connection %u: %s\n", id, client.error().c_str());
         client.close();
         continue;

@@ -63,10 +63,35 @@ struct DeliverySection {
   Timeouts timeouts;
 };
 
+struct DnsSection {
+  std::vector<std::string> servers;  // "ip" or "ip:port"; empty: /etc/resolv.conf
+  Duration timeout{10'000};
+  Duration min_ttl{60'000};
+  Duration max_ttl{86'400'000};
+  Duration negative_ttl{60'000};
+  Duration failure_ttl{5'000};
+  std::size_t cache_size = 100'000;
+  bool ipv6 = true;
+};
+
+enum class TlsPolicy : unsigned char { Off, Opportunistic, Required };
+
 struct QueueSection {
   std::string name;
   std::vector<std::string> domains;  // "example.com" or "*.example.com"; empty: the general queue
-  std::vector<Endpoint> mx;          // static hosts, tried as equal-preference MX
+  std::vector<Endpoint> mx;          // static hosts, tried as equal-preference MX; empty: DNS
+  bool resolve = false;              // resolve the first domain's MX at start and every mx_ttl
+  Duration mx_ttl{3'600'000};
+  std::size_t mx_limit = 5;
+  std::size_t connection_cache = 5;       // idle connections kept to this many destinations
+  unsigned destination_concurrency = 20;  // connections per destination (DNS-routed queues)
+  unsigned max_fail = 5;                  // consecutive connection failures: destination down
+  Duration down_time{60'000};             // how long a destination stays down
+  std::string retry;                      // the queue that takes what this one cannot deliver
+  TlsPolicy tls = TlsPolicy::Opportunistic;
+  double advice_share = 0.2;       // general queue: a domain above this share ...
+  Duration advice_window{60'000};  // ... over this window ...
+  std::size_t advice_min = 1000;   // ... and at least this many jobs: advice is logged
   unsigned init_mta = 0;
   unsigned max_mta = 100;
   std::size_t max_queue = 0;
@@ -81,6 +106,8 @@ struct QueueSection {
   int line = 0;
 
   [[nodiscard]] bool general() const { return domains.empty(); }
+  // Each recipient domain is its own destination, found through DNS.
+  [[nodiscard]] bool per_domain() const { return mx.empty() && !resolve; }
 };
 
 struct Config {
@@ -88,6 +115,7 @@ struct Config {
   ServerSection server;
   std::vector<ListenerSection> listeners;
   DeliverySection delivery;
+  DnsSection dns;
   std::vector<QueueSection> queues;
 };
 

@@ -7,13 +7,28 @@ namespace mma::config {
 
 std::string Endpoint::to_string() const {
   if (kind == Kind::Unix) return "unix:" + path;
+  if (kind == Kind::Program) return "|" + path;
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
   return host + ":" + std::to_string(port);
 }
 
 std::optional<Endpoint> parse_endpoint(std::string_view text, std::uint16_t default_port,
-                                       std::string& error) {
+                                       std::string& error, bool allow_program) {
   Endpoint ep;
+  if (text.starts_with("|")) {
+    if (!allow_program) {
+      error = "a program is not allowed here";
+      return std::nullopt;
+    }
+    ep.kind = Endpoint::Kind::Program;
+    ep.path = std::string(text.substr(1));
+    while (!ep.path.empty() && ep.path.front() == ' ') ep.path.erase(0, 1);
+    if (ep.path.empty() || ep.path.front() != '/') {
+      error = "a program must be given with its absolute path: \"|/usr/sbin/sendmail -bs\"";
+      return std::nullopt;
+    }
+    return ep;
+  }
   if (text.starts_with("unix:")) {
     ep.kind = Endpoint::Kind::Unix;
     ep.path = std::string(text.substr(5));

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -94,6 +95,23 @@ class TableReader {
       fail(key, "expected an integer from " + std::to_string(min) + " to " + std::to_string(max));
     }
     return static_cast<T>(*v);
+  }
+
+  bool boolean(std::string_view key, bool def) {
+    const toml::node* n = get(key);
+    if (n == nullptr) return def;
+    if (!n->is_boolean()) fail(key, "expected true or false");
+    return *n->value<bool>();
+  }
+
+  double number(std::string_view key, double def, double min, double max) {
+    const toml::node* n = get(key);
+    if (n == nullptr) return def;
+    const auto v = n->value<double>();
+    if (!(n->is_floating_point() || n->is_integer()) || !v || *v < min || *v > max) {
+      fail(key, "expected a number from " + std::to_string(min) + " to " + std::to_string(max));
+    }
+    return *v;
   }
 
   Duration duration(std::string_view key, Duration def) {
@@ -270,6 +288,31 @@ void read_delivery(const std::string& file, const toml::table& t, DeliverySectio
   r.check_unknown();
 }
 
+void read_dns(const std::string& file, const toml::table& t, DnsSection& d) {
+  TableReader r(file, t, "dns", "[dns]");
+  r.strings("servers", [&](const std::string& s, int line) {
+    std::string e;
+    auto ep = parse_endpoint(s, 53, e);
+    std::array<std::uint8_t, 16> ip{};
+    if (!ep || ep->kind != Endpoint::Kind::Tcp || !parse_ip(ep->host, ip)) {
+      r.fail_at(line, "servers", "'" + s + "' is not \"ip\" or \"ip:port\"");
+    }
+    d.servers.push_back(ep->host.find(':') != std::string::npos
+                            ? ep->host
+                            : ep->host + ":" + std::to_string(ep->port));
+  });
+  d.timeout = r.duration("timeout", d.timeout);
+  d.min_ttl = r.duration("min_ttl", d.min_ttl);
+  d.max_ttl = r.duration("max_ttl", d.max_ttl);
+  if (d.max_ttl < d.min_ttl) r.fail("max_ttl", "must not be less than min_ttl");
+  d.negative_ttl = r.duration("negative_ttl", d.negative_ttl);
+  d.failure_ttl = r.duration("failure_ttl", d.failure_ttl);
+  d.cache_size = r.integer<std::size_t>("cache_size", d.cache_size, 1, 100'000'000);
+  d.ipv6 = r.boolean("ipv6", d.ipv6);
+  if (d.timeout.count() == 0) r.fail("timeout", "must be greater than 0");
+  r.check_unknown();
+}
+
 bool valid_domain_pattern(std::string_view d) {
   if (d.starts_with("*.")) d.remove_prefix(2);
   return !d.empty() && d[0] != '[' && smtp::parse_domain(d, false) == d.size();
@@ -297,13 +340,38 @@ QueueSection read_queue(const std::string& file, const toml::table& t,
   }
   r.strings("mx", [&](const std::string& s, int line) {
     std::string e;
-    auto ep = parse_endpoint(s, delivery.port, e);
+    auto ep = parse_endpoint(s, delivery.port, e, /*allow_program=*/true);
     if (!ep) r.fail_at(line, "mx", "'" + s + "': " + e);
     q.mx.push_back(*ep);
   });
-  if (q.mx.empty()) {
-    r.fail("mx", "is required: list the hosts of this queue (DNS resolution is not available yet)");
+  if (r.get("mx") != nullptr && q.mx.empty())
+    r.fail("mx", "must not be empty (omit it to use DNS)");
+  q.resolve = r.boolean("resolve", q.resolve);
+  if (q.resolve && !q.mx.empty()) r.fail("resolve", "cannot be used with mx: the hosts are given");
+  if (q.resolve && (q.domains.empty() || q.domains[0].starts_with("*."))) {
+    r.fail("resolve", "needs the queue's first domain to be a plain domain, to resolve its MX");
   }
+  q.mx_ttl = r.duration("mx_ttl", q.mx_ttl);
+  q.mx_limit = r.integer<std::size_t>("mx_limit", q.mx_limit, 1, 100);
+  q.connection_cache = r.integer<std::size_t>("connection_cache", q.connection_cache, 0, 100'000);
+  q.destination_concurrency =
+      r.integer<unsigned>("destination_concurrency", q.destination_concurrency, 1, 100'000);
+  q.max_fail = r.integer<unsigned>("max_fail", q.max_fail, 1, 100'000);
+  q.down_time = r.duration("down_time", q.down_time);
+  q.retry = r.string("retry", "");
+  const std::string tls = r.string("tls", "opportunistic");
+  if (tls == "opportunistic") {
+    q.tls = TlsPolicy::Opportunistic;
+  } else if (tls == "required") {
+    q.tls = TlsPolicy::Required;
+  } else if (tls == "off") {
+    q.tls = TlsPolicy::Off;
+  } else {
+    r.fail("tls", "expected \"opportunistic\", \"required\" or \"off\", got \"" + tls + "\"");
+  }
+  q.advice_share = r.number("advice_share", q.advice_share, 0.0, 1.0);
+  q.advice_window = r.duration("advice_window", q.advice_window);
+  q.advice_min = r.integer<std::size_t>("advice_min", q.advice_min, 1, 1'000'000'000);
   q.max_mta = r.integer<unsigned>("max_mta", q.general() ? 200u : q.max_mta, 1, 100'000);
   q.init_mta = r.integer<unsigned>("init_mta", q.init_mta, 0, 100'000);
   if (q.init_mta > q.max_mta)
@@ -368,6 +436,22 @@ void validate(Config& c) {
       }
     }
   }
+  // A retry queue exists, is another queue, and chains of them end.
+  for (const auto& q : c.queues) {
+    if (q.retry.empty()) continue;
+    const std::string where =
+        file + ":" + std::to_string(q.line) + ": key 'retry' in [[queue]] \"" + q.name + "\": ";
+    if (names.count(q.retry) == 0)
+      throw ConfigError(where + "no queue is named \"" + q.retry + "\"");
+    std::set<std::string> seen{q.name};
+    for (std::string next = q.retry; !next.empty();) {
+      if (!seen.insert(next).second)
+        throw ConfigError(where + "the retry queues form a loop through \"" + next + "\"");
+      const auto it = std::find_if(c.queues.begin(), c.queues.end(),
+                                   [&](const auto& x) { return x.name == next; });
+      next = it->retry;
+    }
+  }
   std::set<std::string> addresses;
   for (const auto& l : c.listeners) {
     if (!addresses.insert(l.address.to_string()).second) {
@@ -398,6 +482,10 @@ Config parse_config(std::string_view text, const std::string& path) {
       if (!v.is_table())
         throw ConfigError(path + ":" + std::to_string(line) + ": key 'server': expected [server]");
       read_server(path, *v.as_table(), c.server);
+    } else if (key == "dns") {
+      if (!v.is_table())
+        throw ConfigError(path + ":" + std::to_string(line) + ": key 'dns': expected [dns]");
+      read_dns(path, *v.as_table(), c.dns);
     } else if (key == "delivery") {
       if (!v.is_table())
         throw ConfigError(path + ":" + std::to_string(line) +
@@ -406,7 +494,7 @@ Config parse_config(std::string_view text, const std::string& path) {
     } else if (key != "listener" && key != "queue") {
       throw ConfigError(
           path + ":" + std::to_string(line) + ": key '" + key +
-          "': unknown section (expected [server], [[listener]], [delivery], [[queue]])");
+          "': unknown section (expected [server], [[listener]], [delivery], [dns], [[queue]])");
     }
   }
   if (c.delivery.helo_name.empty()) c.delivery.helo_name = c.server.hostname;

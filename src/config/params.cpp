@@ -48,6 +48,23 @@ constexpr std::array kParams{
     Param{"delivery", "port", "integer", "25", "Port of remote MTAs when a host gives none."},
     Param{"delivery", "helo_name", "string", "server.hostname", "Name sent in EHLO/HELO."},
     Param{"delivery", "timeouts", "table", "see [timeouts]", "Default timeouts of every queue."},
+    // [dns]
+    Param{"dns", "servers", "list of strings", "[] (/etc/resolv.conf)",
+          "DNS servers to ask, \"ip\" or \"ip:port\"; none: those of /etc/resolv.conf."},
+    Param{"dns", "timeout", "duration", "\"10s\"",
+          "A query without an answer by then is a temporary failure (the mail is deferred)."},
+    Param{"dns", "min_ttl", "duration", "\"60s\"",
+          "Answers are cached for their TTL, but at least this long ..."},
+    Param{"dns", "max_ttl", "duration", "\"1d\"", "... and at most this long."},
+    Param{"dns", "negative_ttl", "duration", "\"60s\"",
+          "How long NXDOMAIN, null MX and \"no address\" are cached."},
+    Param{"dns", "failure_ttl", "duration", "\"5s\"",
+          "How long SERVFAIL and time-outs are cached, so that a burst of mail does not hammer a "
+          "failing server."},
+    Param{"dns", "cache_size", "integer", "100000",
+          "Domains kept in the MX cache; the least recently used go first."},
+    Param{"dns", "ipv6", "boolean", "true",
+          "Also look up and connect to IPv6 addresses (after the IPv4 ones of each exchanger)."},
     // timeouts (in [delivery] and in each [[queue]])
     Param{"timeouts", "connect", "duration", "\"30s\"", "TCP connection to a remote MTA."},
     Param{"timeouts", "banner", "duration", "\"300s\"",
@@ -67,9 +84,43 @@ constexpr std::array kParams{
     Param{"queue", "domains", "list of strings", "[] (the general queue)",
           "Recipient domains of this queue: \"example.com\" or \"*.example.com\" (subdomains). The "
           "one queue without domains is the general queue."},
-    Param{"queue", "mx", "list of endpoints", "(required for now)",
-          "Static, pre-resolved hosts (\"host:port\", \"unix:/path\"): no DNS look-up. Tried as "
-          "equal-preference MX: workers spread over them and fall back to the next on failure."},
+    Param{"queue", "mx", "list of endpoints", "[] (DNS)",
+          "Static, pre-resolved hosts (\"host:port\", \"unix:/path\", or \"|/path/to/program "
+          "args\" for a program that speaks SMTP on stdin/stdout): no DNS look-up. Tried as "
+          "equal-preference MX: workers spread over them and fall back to the next on failure. "
+          "Without `mx`, each recipient domain is resolved through DNS (MX, then A/AAAA)."},
+    Param{"queue", "resolve", "boolean", "false",
+          "A specific queue without `mx`: resolve its first domain's MX at start and every "
+          "`mx_ttl`, and send all its mail there (no look-up per message)."},
+    Param{"queue", "mx_ttl", "duration", "\"1h\"",
+          "How often a `resolve = true` queue looks its hosts up again."},
+    Param{"queue", "mx_limit", "integer", "5",
+          "Exchangers tried per destination, in preference order."},
+    Param{"queue", "connection_cache", "integer", "5",
+          "DNS-routed queues: idle connections are kept open to this many most recently used "
+          "destinations (patent: the connection cache, LRU). At max_mta, the least recently used "
+          "idle connection is closed to serve a new destination."},
+    Param{"queue", "destination_concurrency", "integer", "20",
+          "DNS-routed queues: connections at most to one destination."},
+    Param{"queue", "max_fail", "integer", "5",
+          "Consecutive connection failures after which a destination is down: its mail goes to the "
+          "`retry` queue, or fails."},
+    Param{"queue", "down_time", "duration", "\"60s\"",
+          "How long a destination stays down before it is tried again."},
+    Param{"queue", "retry", "string", "(none)",
+          "The queue that takes this queue's mail for a destination that is down (e.g. a local MTA "
+          "that spools to disk)."},
+    Param{"queue", "tls", "\"opportunistic\", \"required\" or \"off\"", "\"opportunistic\"",
+          "STARTTLS (RFC 3207) towards remote MTAs: used when offered, required (its absence or "
+          "failure defers the mail), or never. Certificates are not verified (RFC 7435 "
+          "opportunistic security)."},
+    Param{"queue", "advice_share", "number", "0.2",
+          "The general queue logs advice to give a domain its own queue when the domain carries "
+          "more than this share of its jobs ..."},
+    Param{"queue", "advice_window", "duration", "\"60s\"",
+          "... over a window this long (logged once per window) ..."},
+    Param{"queue", "advice_min", "integer", "1000",
+          "... and the window held at least this many jobs."},
     Param{"queue", "init_mta", "integer", "0",
           "Workers (outbound connections) started with the queue."},
     Param{"queue", "max_mta", "integer", "100",

@@ -24,6 +24,7 @@ struct Message {
   std::string id;      // mma's queue id, for logs
   std::string sender;  // empty: the null reverse-path
   BodyRef body;
+  bool smtputf8 = false;  // RFC 6531: the sender asked for SMTPUTF8
   Clock::time_point received;
   std::shared_ptr<DeliveryWaiter> waiter;  // only in `delivered` mode
 };

@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cerrno>
 
+#include "net/child_process.hpp"
 #include "net/connect.hpp"
 
 namespace mma::delivery {
@@ -20,20 +22,32 @@ Outcome outcome_of(const smtp::Reply& r) {
   return Outcome::Deferred;
 }
 
+// The process cannot open another connection: not the destination's fault.
+bool out_of_resources(const std::error_code& ec) {
+  // By value: Asio's system category does not map to std::errc conditions.
+  const int v = ec.value();
+  return ec && (v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM);
+}
+
+bool is_ip_literal(const std::string& s) {
+  std::error_code ec;
+  asio::ip::make_address(s, ec);
+  return !ec;
+}
+
 }  // namespace
 
-void MtaWorker::start(const asio::any_io_executor& ex, routing::Queue& queue, std::string helo_name,
+void MtaWorker::start(const asio::any_io_executor& ex, routing::Queue& queue, WorkerContext& ctx,
                       bool warm) {
-  auto worker =
-      std::make_shared<MtaWorker>(ex, queue, std::move(helo_name), next_worker_id.fetch_add(1));
+  auto worker = std::make_shared<MtaWorker>(ex, queue, ctx, next_worker_id.fetch_add(1));
   asio::co_spawn(ex, run(std::move(worker), warm), asio::detached);
 }
 
-MtaWorker::MtaWorker(const asio::any_io_executor& ex, routing::Queue& queue, std::string helo_name,
+MtaWorker::MtaWorker(const asio::any_io_executor& ex, routing::Queue& queue, WorkerContext& ctx,
                      unsigned id)
     : queue_(queue),
       cfg_(queue.config()),
-      helo_name_(std::move(helo_name)),
+      ctx_(ctx),
       id_(id),
       wakeup_(std::make_shared<net::Wakeup>(ex)),
       slot_(wakeup_),
@@ -51,94 +65,162 @@ net::Task<void> MtaWorker::run(std::shared_ptr<MtaWorker> self, bool warm) {
       report.mx = self->client_.peer();
       Job job = std::move(*self->current_);
       self->current_.reset();
-      self->fail_job(std::move(job),
-                     smtp::make_reply(451, "4.3.0", std::string("local error: ") + e.what()),
-                     report);
+      self->finish(std::move(job), Outcome::Deferred,
+                   smtp::make_reply(451, "4.3.0", std::string("local error: ") + e.what()), report);
     }
   }
   self->client_.close();
   self->queue_.detach(self->slot_);
 }
 
-net::Task<void> MtaWorker::work(bool warm) {
+net::Task<void> MtaWorker::hang_up() {
   // Polite, but never worth waiting long for (RFC 5321 §4.1.1.10).
-  const milliseconds quit_timeout =
-      std::min<milliseconds>(cfg_.timeouts.command, milliseconds(5000));
-  if (warm) {
+  co_await client_.quit(std::min<milliseconds>(cfg_.timeouts.command, milliseconds(5000)));
+  connected_to_.clear();
+}
+
+net::Task<void> MtaWorker::work(bool warm) {
+  if (warm && !cfg_.per_domain()) {
     // No job is charged if this fails: the first job will try again.
-    const bool ok = co_await connect();
-    if (!ok) {
+    const Connect c = co_await connect("");
+    if (c.reach != Reach::Connected) {
       spdlog::info("queue {}: worker {}: could not connect at start: {}", queue_.name(), id_,
-                   client_.error());
+                   c.reply.summary());
+      client_.close();
     }
   }
   for (;;) {
-    routing::Queue::Next next = queue_.next_job(slot_);
+    routing::Queue::Next next = queue_.next_job(slot_, client_.connected());
+    if (next.drop_connection) {
+      co_await hang_up();  // the connection cache evicted this idle connection
+      continue;
+    }
     if (next.stop) {
-      co_await client_.quit(quit_timeout);
+      co_await hang_up();
       co_return;
     }
     if (!next.job) {
-      // Parked in the ready list (patent step 611). A connected worker waits `idle`, then
-      // closes its connection; a worker beyond init_mta then ends.
+      // Parked in a ready list (patent step 611). A connected worker waits `idle`, then closes
+      // its connection; a worker beyond init_mta then ends.
       const bool keep = !queue_.surplus_worker();
       const auto wait = client_.connected() || !keep
                             ? std::chrono::steady_clock::duration(cfg_.timeouts.idle)
                             : std::chrono::steady_clock::duration::max();
-      if (co_await wakeup_->wait(wait)) continue;
+      const bool ok103 = co_await wakeup_->wait(wait);
+      if (ok103) continue;
       if (!queue_.unpark(slot_)) continue;  // a job came in as the wait ended
-      co_await client_.quit(quit_timeout);
+      co_await hang_up();
       if (queue_.surplus_worker()) co_return;
       continue;
     }
     current_ = std::move(next.job);
     routing::AttemptReport report;
     report.started = Clock::now();
-    // (No co_await inside && or ?: : GCC 12 miscompiles some of those.)
-    bool connected = client_.connected();
-    if (!connected) connected = co_await connect();
-    if (!connected) {
-      report.connection_fault = true;
-      report.mx = client_.peer();
+    if (client_.connected() && connected_to_ != current_->destination) {
+      co_await hang_up();  // the queue moved this worker to another destination (patent §C)
+    }
+    if (!client_.connected()) {
+      const Connect c = co_await connect(current_->destination);
       Job job = std::move(*current_);
       current_.reset();
-      fail_job(std::move(job), smtp::make_reply(451, "4.4.1", client_.error()), report);
-      co_return;  // frees the slot; the queue starts another worker if work remains
+      switch (c.reach) {
+        case Reach::Connected:
+          current_ = std::move(job);
+          break;
+        case Reach::Bounce:
+          finish(std::move(job), Outcome::Bounced, c.reply, report);
+          continue;
+        case Reach::Defer:
+          finish(std::move(job), Outcome::Deferred, c.reply, report);
+          continue;
+        case Reach::NoResources:
+          queue_.give_back(std::move(job), c.reply.text);
+          co_return;  // frees this worker's slot and descriptors
+        case Reach::Unreachable:
+          report.connection_fault = report.unreachable = true;
+          report.mx = client_.peer();
+          finish(std::move(job), Outcome::Deferred, c.reply, report);
+          co_return;  // frees the slot; the queue starts another worker if work remains
+      }
     }
+    report.connected = true;
     Job job = std::move(*current_);
     current_.reset();
-    if (!co_await deliver(std::move(job), report)) {
+    const bool ok142 = co_await deliver(std::move(job), report);
+    if (!ok142) {
       spdlog::debug("queue {}: worker {}: {}", queue_.name(), id_, client_.error());
       co_return;
     }
-    if (++jobs_on_connection_ >= cfg_.max_jobs) co_await client_.quit(quit_timeout);
+    if (++jobs_on_connection_ >= cfg_.max_jobs) co_await hang_up();
   }
 }
 
-void MtaWorker::fail_job(Job job, const smtp::Reply& reply, const routing::AttemptReport& report) {
-  std::vector<routing::RecipientStatus> statuses(
-      job.recipients.size(), routing::RecipientStatus{Outcome::Deferred, reply});
+void MtaWorker::finish(Job job, Outcome outcome, const smtp::Reply& reply,
+                       const routing::AttemptReport& report) {
+  std::vector<routing::RecipientStatus> statuses(job.recipients.size(),
+                                                 routing::RecipientStatus{outcome, reply});
   queue_.complete(std::move(job), statuses, report);
 }
 
-net::Task<bool> MtaWorker::connect() {
-  const auto& hosts = cfg_.mx;
+net::Task<bool> MtaWorker::open_host(const dns::Route::Host& host, config::TlsPolicy tls) {
+  TlsOptions opts;
+  opts.policy = tls;
+  opts.context = ctx_.tls;
+  if (!is_ip_literal(host.name)) opts.server_name = host.name;
+  co_return co_await client_.open(ctx_.helo_name, false, cfg_.timeouts, opts);
+}
+
+net::Task<MtaWorker::Connect> MtaWorker::connect(const std::string& destination) {
+  const dns::RouteRef route = co_await ctx_.routes.route(cfg_, destination);
+  if (route->status == dns::Route::Status::Permanent)
+    co_return Connect{Reach::Bounce, route->error};
+  if (route->status == dns::Route::Status::Temporary) co_return Connect{Reach::Defer, route->error};
+  const auto& hosts = route->hosts;
+  // Fixed hosts are equal-preference exchangers: each worker starts at a different one.
+  const std::size_t first = cfg_.mx.empty() ? 0 : id_ % hosts.size();
+  auto ex = co_await asio::this_coro::executor;
   for (std::size_t i = 0; i < hosts.size(); ++i) {
-    // Each worker starts at a different host: equal-preference hosts share the load.
-    const auto& host = hosts[(id_ + i) % hosts.size()];
-    net::Connected c = co_await net::connect(host, cfg_.timeouts.connect);
-    if (!c.stream) {
-      client_.connect_failed(c.address, "connect to " + host.to_string() + ": " + c.ec.message());
+    const dns::Route::Host& host = hosts[(first + i) % hosts.size()];
+    config::TlsPolicy tls = cfg_.tls;
+    for (int round = 0; round < 2; ++round) {
+      std::error_code ec;
+      std::string address = host.endpoint.to_string();
+      std::unique_ptr<net::Stream> stream;
+      if (host.endpoint.kind == config::Endpoint::Kind::Program) {
+        stream = net::ProgramStream::start(ex, host.endpoint.path, ec);
+      } else {
+        net::Connected c = co_await net::connect(host.endpoint, cfg_.timeouts.connect);
+        stream = std::move(c.stream);
+        ec = c.ec;
+        address = c.address;
+      }
+      if (!stream) {
+        if (out_of_resources(ec))
+          co_return Connect{Reach::NoResources, smtp::make_reply(451, "4.3.0", ec.message())};
+        client_.connect_failed(address,
+                               "connect to " + host.endpoint.to_string() + ": " + ec.message());
+        spdlog::debug("queue {}: worker {}: {}", queue_.name(), id_, client_.error());
+        break;
+      }
+      client_.attach(std::move(stream), address);
+      const bool ok193 = co_await open_host(host, tls);
+      if (ok193) {
+        connected_to_ = destination;
+        jobs_on_connection_ = 0;
+        if (!client_.tls().empty())
+          spdlog::debug("queue {}: worker {}: {} over {}", queue_.name(), id_, address,
+                        client_.tls());
+        co_return Connect{Reach::Connected, {}};
+      }
       spdlog::debug("queue {}: worker {}: {}", queue_.name(), id_, client_.error());
-      continue;
+      const bool retry_in_clear = client_.tls_failed() && tls == config::TlsPolicy::Opportunistic;
+      client_.close();
+      if (!retry_in_clear) break;
+      // Opportunistic TLS that fails is no reason not to deliver: the same host, in clear.
+      tls = config::TlsPolicy::Off;
     }
-    client_.attach(std::move(c.stream), c.address);
-    jobs_on_connection_ = 0;
-    if (co_await client_.open(helo_name_, false, cfg_.timeouts)) co_return true;
-    spdlog::debug("queue {}: worker {}: {}", queue_.name(), id_, client_.error());
-    client_.close();
   }
-  co_return false;
+  co_return Connect{Reach::Unreachable, smtp::make_reply(451, "4.4.1", client_.error())};
 }
 
 net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
@@ -147,9 +229,10 @@ net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
   input.sender = msg.sender;
   input.size = msg.body->size;
   input.eightbit = msg.body->type == BodyType::EightBitMime;
+  input.smtputf8 = msg.smtputf8;
   input.recipients.reserve(job.recipients.size());
   for (const auto& r : job.recipients) input.recipients.push_back(r.address);
-  // The job is kept in current_ while the transaction runs, so an exception cannot lose it.
+  // The job stays in current_ while the transaction runs, so an exception cannot lose it.
   current_ = std::move(job);
   SmtpClient::Transaction tx =
       co_await client_.transact(std::move(input), msg.body->wire, cfg_.timeouts);
@@ -160,20 +243,33 @@ net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
   report.mx = client_.peer();
   if (tx.fault) {
     // What the server refused for good stays refused; everything else is unknown: retry it.
-    const smtp::Reply lost = smtp::make_reply(451, "4.4.2", client_.error());
+    // After the final "." the remote may already have the message (RFC 1047): say so, since
+    // the retry may deliver it twice (docs/DELIVERY.md).
+    const smtp::Reply lost = smtp::make_reply(
+        451, "4.4.2",
+        tx.body_sent
+            ? client_.error() + " after the message was sent: the remote MTA may have it; retrying"
+            : client_.error());
     for (std::size_t i = 0; i < statuses.size(); ++i) {
       const bool refused = i < tx.replies.size() && tx.replies[i].klass() == 5;
       statuses[i] = refused ? routing::RecipientStatus{Outcome::Bounced, tx.replies[i]}
                             : routing::RecipientStatus{Outcome::Deferred, lost};
     }
   } else {
-    for (std::size_t i = 0; i < statuses.size(); ++i)
+    // "452 too many recipients" at RCPT: those go in the next transaction (RFC 5321 §4.5.3.1.10),
+    // as long as this one took some: a server that takes none is deferring, not limiting.
+    bool progress = false;
+    for (std::size_t i = 0; i < statuses.size(); ++i) progress = progress || !tx.refused_at_rcpt[i];
+    for (std::size_t i = 0; i < statuses.size(); ++i) {
       statuses[i] = {outcome_of(tx.replies[i]), tx.replies[i]};
+      statuses[i].resend = progress && tx.refused_at_rcpt[i] && tx.replies[i].code == 452;
+    }
   }
   report.connection_fault = tx.fault || tx.closing;
   queue_.complete(std::move(job), statuses, report);
   if (report.connection_fault) {
     client_.close();
+    connected_to_.clear();
     co_return false;
   }
   co_return true;

@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "net/tls_stream.hpp"
+
 namespace mma::delivery {
 
 using std::chrono::milliseconds;
@@ -19,6 +21,8 @@ void SmtpClient::attach(std::unique_ptr<net::Stream> stream, std::string peer) {
   in_ = smtp::LineBuffer{};
   parser_ = smtp::ReplyParser{};
   ext_ = smtp::Extensions{};
+  tls_.clear();
+  tls_failed_ = false;
 }
 
 void SmtpClient::close() {
@@ -80,29 +84,36 @@ net::Task<bool> SmtpClient::send(std::string_view data, milliseconds timeout) {
 net::Task<bool> SmtpClient::send_body(const std::string& wire, milliseconds timeout) {
   const std::string_view term =
       wire.size() >= 2 && wire.compare(wire.size() - 2, 2, "\r\n") == 0 ? ".\r\n" : "\r\n.\r\n";
-  // One gathered write of the shared body: never copied per recipient or per queue.
-  const std::array<asio::const_buffer, 2> bufs{asio::buffer(wire),
-                                               asio::buffer(term.data(), term.size())};
-  deadline_.arm(timeout);
-  auto r = co_await stream_->write(std::span<const asio::const_buffer>(bufs));
-  deadline_.disarm();
-  if (r.ec) {
-    error_ = "writing the message to " + peer_ + ": " +
-             (deadline_.expired() ? std::string("timed out") : r.ec.message());
-    co_return false;
+  // The shared body, written from where it lies: never copied per recipient or per queue. The
+  // deadline is per block written (RFC 5321 §4.5.3.2.5), not for the whole message, so a big
+  // message over a slow link is not cut off while it makes progress.
+  constexpr std::size_t kBlock = 1 << 20;
+  for (std::size_t pos = 0; pos < wire.size() || pos == 0;) {
+    const std::size_t n = std::min(kBlock, wire.size() - pos);
+    const bool last = pos + n >= wire.size();
+    const std::array<asio::const_buffer, 2> bufs{asio::buffer(wire.data() + pos, n),
+                                                 asio::buffer(term.data(), last ? term.size() : 0)};
+    deadline_.arm(timeout);
+    auto r = co_await stream_->write(std::span<const asio::const_buffer>(bufs));
+    deadline_.disarm();
+    if (r.ec) {
+      error_ = "writing the message to " + peer_ + ": " +
+               (deadline_.expired() ? std::string("timed out") : r.ec.message());
+      co_return false;
+    }
+    pos += n;
+    if (last) break;
   }
   co_return true;
 }
 
-net::Task<bool> SmtpClient::open(const std::string& helo_name, bool lmtp,
-                                 const config::Timeouts& t) {
-  auto banner = co_await read_reply(t.banner);
-  if (!banner) co_return false;
-  if (banner->code != 220) {
-    error_ = peer_ + " greeted with " + banner->summary();
-    co_return false;
-  }
-  if (!co_await send((lmtp ? "LHLO " : "EHLO ") + helo_name + "\r\n", t.banner)) co_return false;
+net::Task<bool> SmtpClient::hello(const std::string& helo_name, bool lmtp,
+                                  const config::Timeouts& t) {
+  // Commands are built before the co_await: GCC 12 mishandles temporaries inside co_await
+  // expressions (it can destroy them twice).
+  const std::string greeting = (lmtp ? "LHLO " : "EHLO ") + helo_name + "\r\n";
+  const bool ok102 = co_await send(greeting, t.banner);
+  if (!ok102) co_return false;
   auto ehlo = co_await read_reply(t.banner);
   if (!ehlo) co_return false;
   if (ehlo->code == 250) {
@@ -113,7 +124,9 @@ net::Task<bool> SmtpClient::open(const std::string& helo_name, bool lmtp,
     error_ = peer_ + " answered " + (lmtp ? "LHLO" : "EHLO") + " with " + ehlo->summary();
     co_return false;
   }
-  if (!co_await send("HELO " + helo_name + "\r\n", t.banner)) co_return false;
+  const std::string helo_command = "HELO " + helo_name + "\r\n";
+  const bool ok113 = co_await send(helo_command, t.banner);
+  if (!ok113) co_return false;
   auto helo = co_await read_reply(t.banner);
   if (!helo) co_return false;
   if (helo->code != 250) {
@@ -122,6 +135,61 @@ net::Task<bool> SmtpClient::open(const std::string& helo_name, bool lmtp,
   }
   ext_ = smtp::Extensions{};
   co_return true;
+}
+
+net::Task<bool> SmtpClient::open(const std::string& helo_name, bool lmtp, const config::Timeouts& t,
+                                 const TlsOptions& tls) {
+  auto banner = co_await read_reply(t.banner);
+  if (!banner) co_return false;
+  if (banner->code != 220) {
+    error_ = peer_ + " greeted with " + banner->summary();
+    co_return false;
+  }
+  const bool ok132 = co_await hello(helo_name, lmtp, t);
+  if (!ok132) co_return false;
+  if (tls.policy == config::TlsPolicy::Off || tls.context == nullptr) co_return true;
+  if (!ext_.starttls) {
+    if (tls.policy == config::TlsPolicy::Required) {
+      error_ = "TLS is required, but " + peer_ + " does not offer STARTTLS";
+      co_return false;
+    }
+    co_return true;
+  }
+  const bool ok141 = co_await send("STARTTLS\r\n", t.command);
+  if (!ok141) co_return false;
+  auto go = co_await read_reply(t.command);
+  if (!go) co_return false;
+  if (go->code != 220) {
+    if (tls.policy == config::TlsPolicy::Required) {
+      error_ = peer_ + " refused STARTTLS: " + go->summary();
+      co_return false;
+    }
+    co_return true;  // opportunistic: carry on in clear
+  }
+  if (!in_.empty()) {
+    // Bytes after the 220 would be a plaintext injection into the TLS session (CVE-2011-0411).
+    tls_failed_ = true;
+    error_ = "TLS with " + peer_ + " failed: it sent data after its STARTTLS reply";
+    co_return false;
+  }
+  auto secure = net::upgrade_to_tls(stream_, *tls.context);
+  if (!secure) co_return true;  // not TCP (a program or a unix socket): nothing to encrypt
+  net::TlsStream* raw = secure.get();
+  stream_ = std::move(secure);
+  deadline_.arm(t.banner);
+  const std::error_code ec = co_await raw->handshake(tls.server_name);
+  deadline_.disarm();
+  if (ec) {
+    tls_failed_ = true;
+    error_ = "TLS with " + peer_ +
+             " failed in the handshake: " + (deadline_.expired() ? "timed out" : ec.message());
+    co_return false;
+  }
+  tls_ = raw->description();
+  // RFC 3207 §4.2: forget what was learnt before TLS and ask again.
+  in_ = smtp::LineBuffer{};
+  parser_ = smtp::ReplyParser{};
+  co_return co_await hello(helo_name, lmtp, t);
 }
 
 net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput input,
@@ -150,10 +218,13 @@ net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput i
         tx.on_reply(*reply);
         break;
       }
-      case Step::SendBody:
-        out.fault = !co_await send_body(wire, t.data);
+      case Step::SendBody: {
+        const bool sent = co_await send_body(wire, t.data);
+        out.fault = !sent;
+        out.body_sent = sent;
         tx.body_sent();
         break;
+      }
       case Step::SendEndOfData:
         out.fault = !co_await send(".\r\n", t.data);
         tx.body_sent();
@@ -163,10 +234,14 @@ net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput i
     }
   }
   out.replies = tx.results();
+  out.refused_at_rcpt.resize(out.replies.size());
+  for (std::size_t i = 0; i < out.replies.size(); ++i)
+    out.refused_at_rcpt[i] = tx.refused_at_rcpt(i);
   if (!out.fault && !out.closing && tx.needs_rset()) {
     // The outcomes stand either way; a failed RSET only costs the connection.
     std::optional<smtp::Reply> r;
-    if (co_await send("RSET\r\n", t.command)) r = co_await read_reply(t.command);
+    const bool ok219 = co_await send("RSET\r\n", t.command);
+    if (ok219) r = co_await read_reply(t.command);
     if (!r || r->code != 250) out.closing = true;
   }
   co_return out;
@@ -174,7 +249,8 @@ net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput i
 
 net::Task<void> SmtpClient::quit(milliseconds timeout) {
   if (!stream_) co_return;
-  if (co_await send("QUIT\r\n", timeout)) {
+  const bool ok227 = co_await send("QUIT\r\n", timeout);
+  if (ok227) {
     auto bye = co_await read_reply(timeout);
     static_cast<void>(bye);
   }

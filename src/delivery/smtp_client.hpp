@@ -13,6 +13,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+
+namespace asio::ssl {
+class context;
+}
 #include "net/asio.hpp"
 #include "net/deadline.hpp"
 #include "net/stream.hpp"
@@ -22,6 +26,12 @@
 #include "smtp/reply_parser.hpp"
 
 namespace mma::delivery {
+
+struct TlsOptions {
+  config::TlsPolicy policy = config::TlsPolicy::Off;
+  asio::ssl::context* context = nullptr;
+  std::string server_name;  // SNI: the MX host name
+};
 
 class SmtpClient {
  public:
@@ -40,13 +50,23 @@ class SmtpClient {
   }
   void close();
 
-  // Banner, then EHLO (LHLO for LMTP), then HELO if EHLO is refused (RFC 5321 §3.2).
-  net::Task<bool> open(const std::string& helo_name, bool lmtp, const config::Timeouts& t);
+  // Banner, then EHLO (LHLO for LMTP), then HELO if EHLO is refused (RFC 5321 §3.2); then
+  // STARTTLS and EHLO again (RFC 3207 §4.2) when the policy and the server allow.
+  // Pass lvalues: GCC 12 frees temporary class arguments of a coroutine twice when the call
+  // sits in a co_await (seen with valgrind; by value or by reference alike).
+  net::Task<bool> open(const std::string& helo_name, bool lmtp, const config::Timeouts& t,
+                       const TlsOptions& tls);
+  // The last open() failed in the TLS handshake (an opportunistic client may try again in clear).
+  [[nodiscard]] bool tls_failed() const { return tls_failed_; }
+  // "TLSv1.3 TLS_AES_256_GCM_SHA384" when the connection is encrypted, else "".
+  [[nodiscard]] const std::string& tls() const { return tls_; }
 
   struct Transaction {
-    std::vector<smtp::Reply> replies;  // per recipient: the reply that decided it
-    bool fault = false;                // the connection broke; replies are partial
-    bool closing = false;              // the server said 421: it is closing
+    std::vector<smtp::Reply> replies;   // per recipient: the reply that decided it
+    std::vector<bool> refused_at_rcpt;  // per recipient: decided by its RCPT reply
+    bool fault = false;                 // the connection broke; replies are partial
+    bool closing = false;               // the server said 421: it is closing
+    bool body_sent = false;             // the final "." went out: a fault now may be a duplicate
   };
   // One mail transaction, pipelined when offered; `wire` is the dot-stuffed body.
   net::Task<Transaction> transact(smtp::TransactionInput input, const std::string& wire,
@@ -62,6 +82,7 @@ class SmtpClient {
 
  private:
   net::Task<bool> send_body(const std::string& wire, std::chrono::milliseconds timeout);
+  net::Task<bool> hello(const std::string& helo_name, bool lmtp, const config::Timeouts& t);
 
   net::Deadline deadline_;
   std::unique_ptr<net::Stream> stream_;
@@ -70,6 +91,8 @@ class SmtpClient {
   smtp::Extensions ext_;
   std::string peer_;
   std::string error_;
+  std::string tls_;
+  bool tls_failed_ = false;
 };
 
 }  // namespace mma::delivery

@@ -112,6 +112,12 @@ net::Task<void> InboundSession::serve() {
       if (st == smtp::LineBuffer::Status::TooLong) {
         resp = proto_.on_line_too_long();
         discarding = true;
+      } else if (ctx_.draining.load(std::memory_order_relaxed) &&
+                 smtp::split_command(line.text).verb == smtp::Verb::Mail) {
+        // RFC 5321 §3.8: a server that is going away says 421 and closes.
+        resp = smtp::Response{
+            smtp::make_reply(421, "4.3.2", ctx_.cfg.hostname + " shutting down, try again later"),
+            smtp::Next::Close};
       } else {
         resp = proto_.on_command(line.text);
       }
@@ -122,15 +128,19 @@ net::Task<void> InboundSession::serve() {
         co_return;
       }
       if (resp.next == smtp::Next::ReadData) {
-        if (!co_await flush()) co_return;
-        if (!co_await read_data()) co_return;  // vanished mid-DATA: nothing was acknowledged
+        const bool ok125 = co_await flush();
+        if (!ok125) co_return;
+        const bool ok126 = co_await read_data();
+        if (!ok126) co_return;  // vanished mid-DATA: nothing was acknowledged
         co_await finish_message();
       }
     }
     if (!out_.empty()) {
-      if (!co_await flush()) co_return;
+      const bool ok131 = co_await flush();
+      if (!ok131) co_return;
     }
-    if (!co_await read_more(ctx_.cfg.idle_timeout)) {
+    const bool ok133 = co_await read_more(ctx_.cfg.idle_timeout);
+    if (!ok133) {
       if (deadline_.expired()) {
         reply(proto_.on_timeout().reply);
         deadline_.arm(kFinalWriteTimeout);
@@ -167,23 +177,26 @@ net::Task<bool> InboundSession::read_data() {
   if (env.params.size)
     body_->wire.reserve(std::min<std::uint64_t>(*env.params.size + 512, ctx_.cfg.max_message_size));
   // RFC 5321 §4.4: a relay adds a Received: trace field.
-  body_->wire = "Received: from " + env.helo + " (" + trace_address(stream_->peer()) +
-                ")\r\n\tby " + ctx_.cfg.hostname + " (mma) with " +
-                (proto_.options().lmtp ? "LMTP"
-                 : env.esmtp           ? "ESMTP"
-                                       : "SMTP") +
-                " id " + message_id_ + ";\r\n\t" + rfc5322_date() + "\r\n";
+  body_->wire += "Received: from " + env.helo + " (" + trace_address(stream_->peer()) +
+                 ")\r\n\tby " + ctx_.cfg.hostname + " (mma) with " +
+                 (proto_.options().lmtp ? "LMTP"
+                  : env.esmtp           ? "ESMTP"
+                                        : "SMTP") +
+                 " id " + message_id_ + ";\r\n\t" + rfc5322_date() + "\r\n";
+  const std::size_t received_size = body_->wire.size();
   smtp::DataReader reader(body_->wire, smtp::DataLimits{ctx_.cfg.max_message_size, 998});
   for (;;) {
     if (!in_.empty()) {
       in_.consume(reader.feed(in_.data()));
       if (reader.done()) break;
     }
-    if (!co_await read_more(ctx_.cfg.idle_timeout)) co_return false;
+    const bool ok182 = co_await read_more(ctx_.cfg.idle_timeout);
+    if (!ok182) co_return false;
   }
   too_big_ = reader.too_big();
   line_too_long_ = reader.line_too_long();
-  body_->size = reader.size();
+  bare_cr_ = reader.bare_cr();
+  body_->size = reader.size() + received_size;  // what goes out, for SIZE= (RFC 1870)
   body_->type =
       env.params.body == smtp::BodyType::EightBitMime ? BodyType::EightBitMime : BodyType::SevenBit;
   co_return true;
@@ -201,6 +214,13 @@ net::Task<void> InboundSession::finish_message() {
     reject(smtp::make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
     co_return;
   }
+  if (bare_cr_) {
+    body_.reset();
+    reject(smtp::make_reply(554, "5.6.0",
+                            "Message contains a bare CR (RFC 5321 2.3.8), refused: it could end a "
+                            "line at the next hop"));
+    co_return;
+  }
   if (line_too_long_) {
     body_.reset();
     reject(smtp::make_reply(554, "5.6.0",
@@ -211,6 +231,7 @@ net::Task<void> InboundSession::finish_message() {
   auto msg = std::make_shared<Message>();
   msg->id = message_id_;
   msg->sender = env.sender.str();
+  msg->smtputf8 = env.params.smtputf8;
   msg->body = std::move(body_);
   msg->received = Clock::now();
   std::shared_ptr<DeliveryWaiter> waiter;

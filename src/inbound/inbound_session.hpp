@@ -34,6 +34,8 @@ struct ListenerContext {
   routing::Router& router;
   std::atomic<std::size_t> connections{0};
   std::atomic<std::uint64_t> messages{0};
+  // The daemon is stopping: sessions take no new transaction (421 at the next MAIL).
+  std::atomic<bool> draining{false};
 };
 
 class InboundSession : public std::enable_shared_from_this<InboundSession> {
@@ -69,6 +71,7 @@ class InboundSession : public std::enable_shared_from_this<InboundSession> {
   std::string message_id_;
   bool too_big_ = false;
   bool line_too_long_ = false;
+  bool bare_cr_ = false;
 };
 
 }  // namespace mma::inbound

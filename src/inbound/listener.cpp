@@ -70,6 +70,7 @@ void Listener::start() {
 }
 
 void Listener::stop() {
+  ctx_.draining = true;
   std::error_code ec;
   if (tcp_) tcp_->close(ec);
   if (unix_) {

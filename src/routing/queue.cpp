@@ -1,14 +1,47 @@
 #include "routing/queue.hpp"
 
+#include <dirent.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
 #include <algorithm>
 
 #include "core/delivery_waiter.hpp"
 
 namespace mma::routing {
+namespace {
+
+std::size_t open_descriptors() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
+  }
+  return n > 2 ? n - 3 : 0;  // ".", ".." and the directory's own descriptor
+}
+
+template <class T>
+void erase_one(std::vector<T>& v, const T& x) {
+  v.erase(std::remove(v.begin(), v.end(), x), v.end());
+}
+
+}  // namespace
 
 Queue::Queue(config::QueueSection cfg, observe::AccountingLog& log, net::EventLoops& loops)
-    : cfg_(std::move(cfg)), log_(log), loops_(loops) {
+    : cfg_(std::move(cfg)),
+      log_(log),
+      loops_(loops),
+      retry_timer_(loops.main()),
+      advisor_(cfg_.advice_share, cfg_.advice_window, cfg_.advice_min) {
   stats_.name = cfg_.name;
+}
+
+std::string Queue::destination_for(std::string_view domain) const {
+  return cfg_.per_domain() ? std::string(domain) : std::string();
+}
+
+unsigned Queue::destination_limit() const {
+  return cfg_.per_domain() ? std::min(cfg_.destination_concurrency, cfg_.max_mta) : cfg_.max_mta;
 }
 
 void Queue::start() {
@@ -18,95 +51,292 @@ void Queue::start() {
       ++workers_;
       stats_.peak_mtas = std::max(stats_.peak_mtas, workers_);
     }
-    spawn(/*warm=*/true);
+    if (spawner_) spawner_(*this, /*warm=*/true);
   }
 }
 
-bool Queue::should_spawn_locked() const {
-  // Patent Fig. 7: no worker ready, fewer than max_mta, and a backlog beyond max_queue.
-  return !pending_.empty() && ready_.empty() && workers_ < cfg_.max_mta &&
-         (workers_ == 0 || pending_.size() > cfg_.max_queue);
+// --- lock-held helpers ---
+
+bool Queue::may_spawn_locked() const {
+  return workers_ < cfg_.max_mta && Clock::now() >= spawn_paused_until_;
 }
 
-void Queue::spawn(bool warm) {
-  if (spawner_) spawner_(*this, warm);
+bool Queue::reserve_worker_locked() {
+  if (!may_spawn_locked()) return false;
+  ++workers_;
+  stats_.peak_mtas = std::max(stats_.peak_mtas, workers_);
+  return true;
 }
+
+void Queue::bind_locked(WorkerSlot& slot, const std::string& destination) {
+  slot.bound = true;
+  slot.destination = destination;
+  ++dests_[destination].connections;
+}
+
+void Queue::unbind_locked(WorkerSlot& slot) {
+  if (!slot.bound) return;
+  slot.bound = false;
+  if (auto it = dests_.find(slot.destination); it != dests_.end() && it->second.connections > 0) {
+    --it->second.connections;
+  }
+  forget_if_idle_locked(slot.destination);
+  slot.destination.clear();
+}
+
+void Queue::forget_if_idle_locked(const std::string& name) {
+  auto it = dests_.find(name);
+  if (it == dests_.end()) return;
+  const Destination& d = it->second;
+  if (d.pending.empty() && d.connections == 0 && d.idle.empty() && !d.waiting && d.failures == 0 &&
+      d.down_until <= Clock::now()) {
+    dests_.erase(it);
+  }
+}
+
+void Queue::remove_idle_locked(WorkerSlot& slot) {
+  if (!slot.parked) return;
+  slot.parked = false;
+  --ready_;
+  if (slot.bound) {
+    auto& d = dests_[slot.destination];
+    erase_one(d.idle, &slot);
+    if (d.idle.empty()) idle_lru_.remove(slot.destination);
+  } else {
+    erase_one(unbound_, &slot);
+  }
+}
+
+void Queue::touch_idle_locked(const std::string& destination) {
+  idle_lru_.remove(destination);
+  idle_lru_.push_front(destination);
+}
+
+void Queue::push_pending_locked(Job job, bool front) {
+  const std::string name = job.destination;
+  Destination& d = dests_[name];
+  if (front) {
+    d.pending.push_front(std::move(job));
+  } else {
+    d.pending.push_back(std::move(job));
+  }
+  ++pending_;
+  stats_.peak_msgs = std::max(stats_.peak_msgs, pending_);
+  if (!d.waiting) {
+    d.waiting = true;
+    waiting_.push_back(name);
+  }
+}
+
+std::shared_ptr<net::Wakeup> Queue::evict_idle_locked(const std::string& for_destination) {
+  // Patent §C: at max_mta, shut down an old idle connection to make a new one.
+  for (auto it = idle_lru_.rbegin(); it != idle_lru_.rend(); ++it) {
+    if (*it == for_destination) continue;
+    const std::string victim = *it;
+    Destination& e = dests_[victim];
+    if (e.idle.empty()) continue;
+    WorkerSlot* w = e.idle.front();  // the longest idle
+    remove_idle_locked(*w);
+    unbind_locked(*w);
+    Destination& d = dests_[for_destination];
+    if (d.pending.empty()) return nullptr;
+    bind_locked(*w, for_destination);
+    w->inbox = std::move(d.pending.front());
+    d.pending.pop_front();
+    --pending_;
+    ++in_flight_;
+    return w->wakeup;
+  }
+  return nullptr;
+}
+
+void Queue::enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake) {
+  if (!cfg_.per_domain()) return;
+  while (idle_lru_.size() > cfg_.connection_cache) {
+    const std::string victim = idle_lru_.back();
+    idle_lru_.pop_back();
+    auto slots = std::move(dests_[victim].idle);
+    dests_[victim].idle.clear();
+    for (WorkerSlot* w : slots) {
+      w->parked = false;
+      --ready_;
+      unbind_locked(*w);
+      w->drop_connection = true;
+      wake.push_back(w->wakeup);
+    }
+  }
+}
+
+std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
+  const unsigned limit = destination_limit();
+  for (std::size_t i = 0; i < waiting_.size();) {
+    const std::string name = waiting_[i];
+    auto it = dests_.find(name);
+    if (it == dests_.end() || it->second.pending.empty()) {
+      if (it != dests_.end()) it->second.waiting = false;
+      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
+      if (it != dests_.end()) forget_if_idle_locked(name);
+      continue;
+    }
+    Destination& e = it->second;
+    const bool mine = slot.bound && slot.destination == name;
+    if (!mine && e.connections >= limit) {
+      ++i;
+      continue;
+    }
+    Job job = std::move(e.pending.front());
+    e.pending.pop_front();
+    --pending_;
+    if (e.pending.empty()) {
+      e.waiting = false;
+      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    if (!mine) {
+      unbind_locked(slot);
+      bind_locked(slot, name);
+    }
+    ++in_flight_;
+    return job;
+  }
+  return std::nullopt;
+}
+
+// --- inbound side ---
 
 void Queue::submit(Job job) {
   enqueue(std::move(job), true);
 }
 
 void Queue::enqueue(Job job, bool fresh) {
-  // The wake-up is taken under the lock: once the lock is released the worker may take the
-  // job, finish and end, and its slot with it.
   std::shared_ptr<net::Wakeup> wake;
   bool spawn_one = false;
+  std::optional<std::string> advice;
+  std::vector<Job> down;
   {
     std::lock_guard lock(mu_);
+    const auto now = Clock::now();
+    if (!abandoned_.empty()) {
+      // Shutting down after abandon(): a late message or retry can only fail, and is logged.
+      const smtp::Reply reply = smtp::make_reply(451, "4.3.2", abandoned_);
+      for (const auto& r : job.recipients)
+        record_final(job, r, Outcome::Failed, reply, AttemptReport{});
+      if (!fresh) backlog_recipients_ -= std::min(backlog_recipients_, job.recipients.size());
+      stats_.failed += job.recipients.size();
+      return;
+    }
     if (fresh) {
       ++stats_.msg_count;
       backlog_recipients_ += job.recipients.size();
+      if (cfg_.general() && !job.recipients.empty())
+        advice = advisor_.count(job.recipients[0].domain(), now);
     }
-    job.queued = Clock::now();
-    if (!ready_.empty()) {
-      // Most recently parked first: its connection is the warmest.
-      WorkerSlot* slot = ready_.back();
-      ready_.pop_back();
-      slot->parked = false;
-      slot->inbox = std::move(job);
-      wake = slot->wakeup;
+    job.queued = now;
+    const std::string name = job.destination;
+    Destination& d = dests_[name];
+    const unsigned limit = destination_limit();
+    if (d.down_until > now) {
+      down.push_back(std::move(job));
+    } else if (!d.idle.empty()) {
+      // A worker connected to this destination is waiting: the warmest connection (patent §C).
+      WorkerSlot* w = d.idle.back();
+      remove_idle_locked(*w);
+      w->inbox = std::move(job);
+      wake = w->wakeup;
+      ++in_flight_;
+    } else if (d.connections < limit && !unbound_.empty()) {
+      WorkerSlot* w = unbound_.back();
+      remove_idle_locked(*w);
+      bind_locked(*w, name);
+      w->inbox = std::move(job);
+      wake = w->wakeup;
       ++in_flight_;
     } else {
-      pending_.push_back(std::move(job));
-      stats_.peak_msgs = std::max(stats_.peak_msgs, pending_.size());
-      if (should_spawn_locked()) {
-        ++workers_;
-        stats_.peak_mtas = std::max(stats_.peak_mtas, workers_);
-        spawn_one = true;
+      const bool room = d.connections < limit;
+      push_pending_locked(std::move(job), false);
+      if (room) {
+        // Patent Fig. 7: no worker ready, fewer than max_mta, a backlog beyond max_queue.
+        if ((workers_ == 0 || pending_ > cfg_.max_queue) && reserve_worker_locked()) {
+          spawn_one = true;
+        } else if (workers_ >= cfg_.max_mta) {
+          wake = evict_idle_locked(name);
+        }
       }
     }
   }
+  if (advice) spdlog::info("queue {}: {}", cfg_.name, *advice);
   if (wake) wake->notify();
-  if (spawn_one) spawn();
+  if (spawn_one && spawner_) spawner_(*this, false);
+  if (!down.empty()) hand_off(std::move(down), "destination down");
 }
 
 bool Queue::admit(const std::shared_ptr<net::Wakeup>& w) {
   std::lock_guard lock(mu_);
-  if (cfg_.throttle == 0 || pending_.size() < cfg_.throttle) return true;
+  if (cfg_.throttle == 0 || pending_ < cfg_.throttle) return true;
   throttled_.push_back(w);
   return false;
 }
 
-Queue::Next Queue::next_job(WorkerSlot& slot) {
-  std::vector<std::shared_ptr<net::Wakeup>> release;
+// --- worker side ---
+
+Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
+  std::vector<std::shared_ptr<net::Wakeup>> wake;
   Next next;
   {
     std::lock_guard lock(mu_);
+    if (slot.drop_connection) {
+      slot.drop_connection = false;
+      next.drop_connection = true;
+      return next;
+    }
     if (slot.inbox) {
       next.job = std::move(slot.inbox);
       slot.inbox.reset();
-    } else if (!pending_.empty()) {
-      next.job = std::move(pending_.front());
-      pending_.pop_front();
-      ++in_flight_;
-      if (!throttled_.empty() && pending_.size() < cfg_.throttle) release.swap(throttled_);
+      return next;
+    }
+    if (slot.bound) {
+      Destination& d = dests_[slot.destination];
+      if (!d.pending.empty()) {
+        next.job = std::move(d.pending.front());
+        d.pending.pop_front();
+        --pending_;
+        ++in_flight_;
+      } else if (!connected) {
+        unbind_locked(slot);
+      }
+    }
+    if (!next.job) next.job = take_waiting_locked(slot);
+    if (next.job) {
+      if (!throttled_.empty() && pending_ < cfg_.throttle) wake.swap(throttled_);
     } else if (stopping_) {
       next.stop = true;
-    } else if (!slot.parked) {  // a stale wake-up may find it parked already
+    } else if (!slot.parked) {
+      // Park (patent step 611): with its connection, as an idle one of its destination.
       slot.parked = true;
-      ready_.push_back(&slot);
+      ++ready_;
+      if (slot.bound) {
+        dests_[slot.destination].idle.push_back(&slot);
+        touch_idle_locked(slot.destination);
+        enforce_cache_locked(wake);
+      } else {
+        unbound_.push_back(&slot);
+      }
     }
   }
-  for (auto& w : release) w->notify();
+  for (auto& w : wake) w->notify();
   return next;
 }
 
 bool Queue::unpark(WorkerSlot& slot) {
   std::lock_guard lock(mu_);
   if (!slot.parked) return false;
-  slot.parked = false;
-  ready_.erase(std::remove(ready_.begin(), ready_.end(), &slot), ready_.end());
+  remove_idle_locked(slot);
+  unbind_locked(slot);
   return true;
+}
+
+void Queue::unbind(WorkerSlot& slot) {
+  std::lock_guard lock(mu_);
+  unbind_locked(slot);
 }
 
 bool Queue::surplus_worker() const {
@@ -116,25 +346,64 @@ bool Queue::surplus_worker() const {
 
 void Queue::detach(WorkerSlot& slot) {
   bool spawn_one = false;
+  bool schedule = false;
   {
     std::lock_guard lock(mu_);
     --workers_;
-    if (slot.parked) {
-      slot.parked = false;
-      ready_.erase(std::remove(ready_.begin(), ready_.end(), &slot), ready_.end());
-    }
+    remove_idle_locked(slot);
     if (slot.inbox) {
       // Handed over as the worker was leaving: put it back, first in line.
-      pending_.push_front(std::move(*slot.inbox));
+      push_pending_locked(std::move(*slot.inbox), true);
       slot.inbox.reset();
       --in_flight_;
     }
-    if (should_spawn_locked()) {
-      ++workers_;
-      spawn_one = true;
+    unbind_locked(slot);
+    if (pending_ > 0 && unbound_.empty()) {
+      if (reserve_worker_locked()) {
+        spawn_one = true;
+      } else if (workers_ == 0 && !spawn_retry_scheduled_) {
+        spawn_retry_scheduled_ = schedule = true;
+      }
     }
   }
-  if (spawn_one) spawn();
+  if (spawn_one && spawner_) spawner_(*this, false);
+  if (schedule) {
+    // Out of resources with no worker left: try again when the pause is over.
+    auto timer = std::make_shared<asio::steady_timer>(loops_.next(), std::chrono::seconds(1));
+    timer->async_wait([this, timer](std::error_code) {
+      bool spawn = false;
+      {
+        std::lock_guard lock(mu_);
+        spawn_retry_scheduled_ = false;
+        spawn = pending_ > 0 && unbound_.empty() && reserve_worker_locked();
+      }
+      if (spawn && spawner_) spawner_(*this, false);
+    });
+  }
+}
+
+void Queue::give_back(Job job, const std::string& why) {
+  const std::size_t fds = open_descriptors();
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  unsigned workers = 0;
+  bool log = false;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = Clock::now();
+    log = spawn_paused_until_ + std::chrono::seconds(10) < now;
+    spawn_paused_until_ = now + std::chrono::seconds(1);
+    push_pending_locked(std::move(job), true);
+    --in_flight_;
+    workers = workers_;
+  }
+  if (log) {
+    spdlog::error(
+        "queue {}: cannot open another connection ({}): {} descriptors open of {} allowed, {} "
+        "workers; carrying on "
+        "with the workers it has (raise the descriptor limit or lower max_mta)",
+        cfg_.name, why, fds, static_cast<unsigned long long>(rl.rlim_cur), workers);
+  }
 }
 
 std::chrono::milliseconds Queue::retry_delay(unsigned attempts, bool fault) const {
@@ -161,25 +430,62 @@ void Queue::record_final(const Job& job, const Recipient& r, Outcome outcome,
     job.message->waiter->report(r.index, outcome, reply);
 }
 
-void Queue::finish_unattempted(const Job& job, Outcome outcome, const smtp::Reply& reply) {
+void Queue::finish_unattempted(const Job& unqueued, Outcome outcome, const smtp::Reply& reply) {
+  Job job = unqueued;
+  job.queued = Clock::now();  // it never waited
   for (const auto& r : job.recipients) record_final(job, r, outcome, reply, AttemptReport{});
   std::lock_guard lock(mu_);
   if (outcome == Outcome::Bounced) stats_.bounced += job.recipients.size();
   if (outcome == Outcome::Failed) stats_.failed += job.recipients.size();
 }
 
+void Queue::hand_off(std::vector<Job> jobs, const std::string& why) {
+  for (Job& job : jobs) {
+    const std::size_t n = job.recipients.size();
+    {
+      std::lock_guard lock(mu_);
+      backlog_recipients_ -= std::min(backlog_recipients_, n);
+      if (retry_ != nullptr) {
+        stats_.handed_off += n;
+      } else {
+        stats_.failed += n;
+      }
+    }
+    if (retry_ == nullptr) {
+      const smtp::Reply reply = smtp::make_reply(451, "4.4.1", why + ": no retry queue");
+      for (const auto& r : job.recipients)
+        record_final(job, r, Outcome::Failed, reply, AttemptReport{});
+      continue;
+    }
+    // The retry queue takes it as new mail: its own routing, its own attempts.
+    const smtp::Reply reply =
+        smtp::make_reply(451, "4.4.1", why + ": handed to queue " + retry_->name());
+    for (auto& r : job.recipients) {
+      record_final(job, r, Outcome::Deferred, reply, AttemptReport{});
+      r.attempts = 0;
+    }
+    job.destination =
+        retry_->destination_for(job.recipients.empty() ? "" : job.recipients[0].domain());
+    retry_->submit(std::move(job));
+  }
+}
+
 void Queue::complete(Job job, const std::vector<RecipientStatus>& statuses,
                      const AttemptReport& report) {
   const auto now = Clock::now();
-  Job retry;
-  retry.message = job.message;
-  retry.destination = job.destination;
+  Job retry, resend;
+  retry.message = resend.message = job.message;
+  retry.destination = resend.destination = job.destination;
   std::uint64_t delivered = 0, bounced = 0, failed = 0, deferred = 0;
   unsigned fewest_attempts = ~0u;
   for (std::size_t i = 0; i < job.recipients.size(); ++i) {
     Recipient& r = job.recipients[i];
-    ++r.attempts;
     const RecipientStatus& s = i < statuses.size() ? statuses[i] : RecipientStatus{};
+    if (s.outcome == Outcome::Deferred && s.resend) {
+      resend.recipients.push_back(std::move(r));  // RFC 5321 §4.5.3.1.10: the next transaction
+      continue;
+    }
+    ++r.attempts;
     switch (s.outcome) {
       case Outcome::Delivered:
         ++delivered;
@@ -204,37 +510,126 @@ void Queue::complete(Job job, const std::vector<RecipientStatus>& statuses,
     fewest_attempts = std::min<unsigned>(fewest_attempts, r.attempts);
     retry.recipients.push_back(std::move(r));
   }
+  std::vector<Job> down;
+  bool is_down = false;
   {
     std::lock_guard lock(mu_);
     --in_flight_;
-    backlog_recipients_ -= delivered + bounced + failed;
+    backlog_recipients_ -= std::min<std::size_t>(backlog_recipients_, delivered + bounced + failed);
     stats_.delivered += delivered;
     stats_.bounced += bounced;
     stats_.failed += failed;
     stats_.deferred += deferred;
+    Destination& d = dests_[job.destination];
+    if (report.connected) d.failures = 0;
+    if (report.unreachable && ++d.failures >= cfg_.max_fail && d.down_until <= now) {
+      // Patent §C: a destination that cannot be reached goes to the retry queue, all of it.
+      d.down_until = now + cfg_.down_time;
+      spdlog::warn(
+          "queue {}: destination {} is down after {} consecutive connection failures; {} for {} s",
+          cfg_.name, job.destination.empty() ? "(the queue's hosts)" : job.destination, d.failures,
+          retry_ ? "handing its mail to queue " + retry_->name() : std::string("failing its mail"),
+          std::chrono::duration_cast<std::chrono::seconds>(cfg_.down_time).count());
+      while (!d.pending.empty()) {
+        down.push_back(std::move(d.pending.front()));
+        d.pending.pop_front();
+        --pending_;
+      }
+    }
+    is_down = d.down_until > now;
+    forget_if_idle_locked(job.destination);
   }
+  if (!resend.recipients.empty()) enqueue(std::move(resend), false);
   if (!retry.recipients.empty()) {
-    retry_later(std::move(retry), retry_delay(fewest_attempts, report.connection_fault));
+    if (is_down) {
+      down.push_back(std::move(retry));
+    } else {
+      retry_later(std::move(retry), retry_delay(fewest_attempts, report.connection_fault));
+    }
   }
+  if (!down.empty())
+    hand_off(std::move(down), "destination down after " + std::to_string(cfg_.max_fail) +
+                                  " consecutive connection failures");
 }
 
 void Queue::retry_later(Job job, std::chrono::milliseconds delay) {
-  if (delay.count() == 0) {
+  bool abandoned = false;
+  {
+    std::lock_guard lock(mu_);
+    abandoned = !abandoned_.empty();
+  }
+  if (delay.count() == 0 || abandoned) {
     enqueue(std::move(job), false);
     return;
   }
+  bool rearm = false;
   {
     std::lock_guard lock(mu_);
-    ++retrying_;
-  }
-  auto timer = std::make_shared<asio::steady_timer>(loops_.next(), delay);
-  timer->async_wait([this, timer, job = std::move(job)](std::error_code) mutable {
-    {
-      std::lock_guard lock(mu_);
-      --retrying_;
+    const auto due = Clock::now() + delay;
+    delayed_.emplace(due, std::move(job));
+    retrying_ = delayed_.size();
+    if (due < timer_due_) {
+      timer_due_ = due;
+      rearm = true;
     }
-    enqueue(std::move(job), false);
+  }
+  if (rearm) asio::post(loops_.main(), [this] { arm_retry_timer(); });
+}
+
+void Queue::arm_retry_timer() {
+  Clock::time_point due;
+  {
+    std::lock_guard lock(mu_);
+    due = timer_due_;
+  }
+  if (due == Clock::time_point::max()) return;
+  retry_timer_.expires_at(due);
+  retry_timer_.async_wait([this](std::error_code ec) {
+    if (!ec) on_retry_timer();
   });
+}
+
+void Queue::on_retry_timer() {
+  std::vector<Job> due;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = Clock::now();
+    while (!delayed_.empty() && delayed_.begin()->first <= now) {
+      due.push_back(std::move(delayed_.begin()->second));
+      delayed_.erase(delayed_.begin());
+    }
+    retrying_ = delayed_.size();
+    timer_due_ = delayed_.empty() ? Clock::time_point::max() : delayed_.begin()->first;
+  }
+  for (Job& job : due) enqueue(std::move(job), false);
+  arm_retry_timer();
+}
+
+std::size_t Queue::abandon(const std::string& why) {
+  std::vector<Job> left;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, d] : dests_) {
+      for (Job& j : d.pending) left.push_back(std::move(j));
+      d.pending.clear();
+    }
+    for (auto& [due, j] : delayed_) left.push_back(std::move(j));
+    delayed_.clear();
+    waiting_.clear();
+    pending_ = retrying_ = 0;
+    abandoned_ = why;
+  }
+  std::size_t n = 0;
+  const smtp::Reply reply = smtp::make_reply(451, "4.3.2", why);
+  for (const Job& job : left) {
+    for (const auto& r : job.recipients)
+      record_final(job, r, Outcome::Failed, reply, AttemptReport{});
+    n += job.recipients.size();
+  }
+  std::lock_guard lock(mu_);
+  backlog_recipients_ -= std::min(backlog_recipients_, n);
+  stats_.failed += n;
+  return n;
 }
 
 void Queue::stop() {
@@ -242,11 +637,20 @@ void Queue::stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    for (WorkerSlot* s : ready_) {
+    for (WorkerSlot* s : unbound_) {
       s->parked = false;
       wake.push_back(s->wakeup);
     }
-    ready_.clear();
+    unbound_.clear();
+    for (auto& [name, d] : dests_) {
+      for (WorkerSlot* s : d.idle) {
+        s->parked = false;
+        wake.push_back(s->wakeup);
+      }
+      d.idle.clear();
+    }
+    idle_lru_.clear();
+    ready_ = 0;
   }
   for (auto& w : wake) w->notify();
 }
@@ -258,7 +662,7 @@ bool Queue::stopping() const {
 
 std::size_t Queue::backlog() const {
   std::lock_guard lock(mu_);
-  return pending_.size() + in_flight_ + retrying_;
+  return pending_ + in_flight_ + retrying_;
 }
 
 std::size_t Queue::backlog_recipients() const {
@@ -270,10 +674,13 @@ QueueStats Queue::stats() const {
   std::lock_guard lock(mu_);
   QueueStats s = stats_;
   s.workers = workers_;
-  s.ready = static_cast<unsigned>(ready_.size());
-  s.queued = pending_.size();
+  s.ready = static_cast<unsigned>(ready_);
+  s.queued = pending_;
   s.in_flight = in_flight_;
   s.retrying = retrying_;
+  s.destinations = dests_.size();
+  const auto now = Clock::now();
+  for (const auto& [name, d] : dests_) s.down += d.down_until > now ? 1 : 0;
   return s;
 }
 

@@ -1,12 +1,19 @@
-// routing/queue: a Queue owns its waiting jobs, its ready list of workers and its statistics
-// (the patent's queue_handle; DESIGN.md §7, patent Figs. 6-8).
+// routing/queue: a Queue owns its waiting jobs, its ready list of workers, its destinations and
+// its statistics (the patent's queue_handle; DESIGN.md §7, patent Figs. 6-9).
 //
 // Jobs come from inbound sessions on any thread (submit); workers on any thread ask for the
-// next job, and park in the ready list when there is none. A submit hands the job straight to
-// a parked worker's inbox and wakes it; otherwise the job waits, and when the backlog exceeds
-// max_queue another worker is started, up to max_mta. Results come back through complete(),
-// which logs final outcomes and schedules retries. All state sits under one short lock that
-// is never held across a co_await.
+// next job and park in the ready list when there is none. A job goes, in this order of
+// preference, to a parked worker already connected to its destination, to a parked worker with
+// no connection, to a new worker (up to max_mta, when the backlog exceeds max_queue), or, at
+// max_mta, to the parked worker holding the least recently used idle connection, which closes
+// it (patent §C). Otherwise it waits. A static queue (`mx`) has one destination; a DNS-routed
+// queue has one per recipient domain, each with at most destination_concurrency connections,
+// and keeps idle connections to the connection_cache most recently used ones.
+//
+// Results come back through complete(), which logs final outcomes, schedules retries, and after
+// max_fail consecutive connection failures declares a destination down and hands its mail to
+// the `retry` queue (or fails it). All state sits under one short lock, never held across a
+// co_await.
 #pragma once
 
 #include <chrono>
@@ -14,10 +21,14 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "config/config.hpp"
@@ -26,27 +37,35 @@
 #include "net/event_loops.hpp"
 #include "net/wakeup.hpp"
 #include "observe/accounting_log.hpp"
+#include "routing/domain_advisor.hpp"
 #include "smtp/reply.hpp"
 
 namespace mma::routing {
 
-// The queue's view of one worker (the patent's mta_handle, queue side).
+// The queue's view of one worker (the patent's mta_handle, queue side). All but `wakeup` is
+// under the queue's lock.
 struct WorkerSlot {
   explicit WorkerSlot(std::shared_ptr<net::Wakeup> w) : wakeup(std::move(w)) {}
   std::shared_ptr<net::Wakeup> wakeup;
-  std::optional<Job> inbox;  // under the queue's lock
-  bool parked = false;       // in the ready list; under the queue's lock
+  std::optional<Job> inbox;
+  bool parked = false;           // in a ready list
+  bool bound = false;            // counted in its destination's connections
+  std::string destination;       // when bound
+  bool drop_connection = false;  // the queue wants its idle connection closed (cache eviction)
 };
 
 // How one delivery attempt ended for one recipient.
 struct RecipientStatus {
   Outcome outcome = Outcome::Deferred;  // Delivered, Bounced or Deferred
   smtp::Reply reply;
+  bool resend = false;  // "452 too many recipients" at RCPT: next transaction, no attempt charged
 };
 
 struct AttemptReport {
   std::string mx;                 // the remote MTA, "" if none was reached
-  bool connection_fault = false;  // refused, dropped, timed out, garbled: retry at once elsewhere
+  bool connection_fault = false;  // the connection broke (or never came): retry at once elsewhere
+  bool unreachable = false;       // no host of the destination could be reached (towards max_fail)
+  bool connected = false;         // the destination answered (its failure count starts again)
   Clock::time_point started{};    // when the worker took the job
 };
 
@@ -60,7 +79,9 @@ struct QueueStats {
   std::size_t retrying = 0;   // jobs waiting for their retry time
   unsigned peak_mtas = 0;
   std::size_t peak_msgs = 0;
-  std::uint64_t delivered = 0, bounced = 0, failed = 0, deferred = 0;
+  std::size_t destinations = 0;  // with a connection or waiting jobs
+  std::size_t down = 0;          // destinations declared down
+  std::uint64_t delivered = 0, bounced = 0, failed = 0, deferred = 0, handed_off = 0;
 };
 
 class Queue {
@@ -73,10 +94,14 @@ class Queue {
   Queue& operator=(const Queue&) = delete;
 
   void set_spawner(Spawner spawner) { spawner_ = std::move(spawner); }
+  void set_retry_queue(Queue* retry) { retry_ = retry; }
   // Starts init_mta workers.
   void start();
   [[nodiscard]] const config::QueueSection& config() const { return cfg_; }
   [[nodiscard]] const std::string& name() const { return cfg_.name; }
+  // The destination (routing key) of a recipient domain: the domain itself in a DNS-routed
+  // queue, "" in a queue with one set of hosts.
+  [[nodiscard]] std::string destination_for(std::string_view domain) const;
 
   // --- inbound side ---
   void submit(Job job);
@@ -89,20 +114,32 @@ class Queue {
   // --- worker side ---
   struct Next {
     std::optional<Job> job;
-    bool stop = false;  // the queue is stopping and has nothing left
+    bool stop = false;             // the queue is stopping and has nothing left
+    bool drop_connection = false;  // close the idle connection, then ask again
   };
-  // A job for this worker, or parks the slot in the ready list (job empty, stop false).
-  [[nodiscard]] Next next_job(WorkerSlot& slot);
+  // A job for this worker, or parks the slot in a ready list (job empty, stop false).
+  // `connected`: the worker holds an open connection to its bound destination.
+  [[nodiscard]] Next next_job(WorkerSlot& slot, bool connected);
   // Leaves the ready list after an idle timeout; false if a job arrived meanwhile (in inbox).
+  // The worker then closes its connection.
   [[nodiscard]] bool unpark(WorkerSlot& slot);
+  // The worker's connection has closed: it no longer counts towards its destination.
+  void unbind(WorkerSlot& slot);
   // Whether an idle worker should exit rather than stay for init_mta.
   [[nodiscard]] bool surplus_worker() const;
   // The worker has ended; its slot is free.
   void detach(WorkerSlot& slot);
   void complete(Job job, const std::vector<RecipientStatus>& statuses, const AttemptReport& report);
+  // No descriptor or memory for a connection: the job goes back untouched, first in line, and
+  // no worker is started for a moment. The queue carries on with the workers it has.
+  void give_back(Job job, const std::string& why);
 
   // Shutdown: no more parking; workers exit once nothing is left.
   void stop();
+  // Shutdown after the grace time: what still waits (for a worker or for its retry time) ends
+  // as failed, logged, so that every recipient keeps exactly one final outcome. Returns how
+  // many recipients.
+  std::size_t abandon(const std::string& why);
   [[nodiscard]] bool stopping() const;
   // Jobs not yet finished: waiting, in flight or waiting to be retried.
   [[nodiscard]] std::size_t backlog() const;
@@ -111,28 +148,66 @@ class Queue {
   [[nodiscard]] QueueStats stats() const;
 
  private:
-  [[nodiscard]] bool should_spawn_locked() const;
-  void spawn(bool warm = false);
+  struct Destination {
+    std::deque<Job> pending;
+    unsigned connections = 0;       // bound workers
+    std::vector<WorkerSlot*> idle;  // parked bound workers: open, unused connections
+    unsigned failures = 0;          // consecutive connection failures
+    Clock::time_point down_until{};
+    bool waiting = false;  // listed in waiting_
+  };
+
   void enqueue(Job job, bool fresh);
   void retry_later(Job job, std::chrono::milliseconds delay);
+  void arm_retry_timer();  // on the main loop only
+  void on_retry_timer();
+  void hand_off(std::vector<Job> jobs, const std::string& why);
   void record_final(const Job& job, const Recipient& r, Outcome outcome, const smtp::Reply& reply,
                     const AttemptReport& report);
   [[nodiscard]] std::chrono::milliseconds retry_delay(unsigned attempts, bool fault) const;
+  [[nodiscard]] unsigned destination_limit() const;
+
+  // Under mu_:
+  [[nodiscard]] bool may_spawn_locked() const;
+  bool reserve_worker_locked();
+  void bind_locked(WorkerSlot& slot, const std::string& destination);
+  void unbind_locked(WorkerSlot& slot);
+  void remove_idle_locked(WorkerSlot& slot);
+  void touch_idle_locked(const std::string& destination);
+  std::shared_ptr<net::Wakeup> evict_idle_locked(const std::string& for_destination);
+  void enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);
+  std::optional<Job> take_waiting_locked(WorkerSlot& slot);
+  void push_pending_locked(Job job, bool front);
+  Destination& dest_locked(const std::string& name) { return dests_[name]; }
+  void forget_if_idle_locked(const std::string& name);
 
   const config::QueueSection cfg_;
   observe::AccountingLog& log_;
   net::EventLoops& loops_;
   Spawner spawner_;
+  Queue* retry_ = nullptr;
 
   mutable std::mutex mu_;
-  std::deque<Job> pending_;
-  std::vector<WorkerSlot*> ready_;
+  std::unordered_map<std::string, Destination> dests_;
+  std::deque<std::string> waiting_;   // destinations with pending jobs, oldest first
+  std::vector<WorkerSlot*> unbound_;  // parked workers without a connection
+  std::list<std::string> idle_lru_;   // destinations with idle connections, most recent first
   std::vector<std::shared_ptr<net::Wakeup>> throttled_;
+  // Jobs waiting for their retry time, under one timer rather than one each.
+  std::multimap<Clock::time_point, Job> delayed_;
+  Clock::time_point timer_due_ = Clock::time_point::max();
+  asio::steady_timer retry_timer_;  // touched on the main loop only
+  std::size_t pending_ = 0;
   unsigned workers_ = 0;  // live and starting
+  std::size_t ready_ = 0;
   std::size_t in_flight_ = 0;
   std::size_t retrying_ = 0;
   std::size_t backlog_recipients_ = 0;
+  Clock::time_point spawn_paused_until_{};
+  bool spawn_retry_scheduled_ = false;
   bool stopping_ = false;
+  std::string abandoned_;  // set by abandon(): why anything that still comes in fails at once
+  DomainAdvisor advisor_;
   QueueStats stats_;
 };
 

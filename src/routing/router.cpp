@@ -31,39 +31,48 @@ Queue* Router::route(std::string_view domain) const {
 
 std::vector<Queue*> Router::dispatch(const std::shared_ptr<const Message>& message,
                                      std::vector<Recipient> recipients) const {
-  // Group by queue, keeping the composer's order within each.
-  std::vector<std::pair<Queue*, std::vector<Recipient>>> groups;
+  // Group by queue and destination (a domain, in DNS-routed queues), keeping the composer's
+  // order within each group.
+  struct Group {
+    Queue* queue;
+    std::string destination;
+    std::vector<Recipient> recipients;
+  };
+  std::vector<Group> groups;
   for (Recipient& r : recipients) {
     Queue* q = route(r.domain());
     if (q == nullptr) continue;  // refused at RCPT time; cannot happen here
-    auto it =
-        std::find_if(groups.begin(), groups.end(), [q](const auto& g) { return g.first == q; });
+    std::string dest = q->destination_for(r.domain());
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const Group& g) { return g.queue == q && g.destination == dest; });
     if (it == groups.end()) {
-      groups.emplace_back(q, std::vector<Recipient>{});
+      groups.push_back(Group{q, std::move(dest), {}});
       it = groups.end() - 1;
     }
-    it->second.push_back(std::move(r));
+    it->recipients.push_back(std::move(r));
   }
   std::vector<Queue*> touched;
-  for (auto& [q, rcpts] : groups) {
-    const auto& cfg = q->config();
+  for (auto& g : groups) {
+    const auto& cfg = g.queue->config();
     const std::size_t batch = cfg.batch_size;
-    for (std::size_t i = 0; i < rcpts.size(); i += batch) {
+    for (std::size_t i = 0; i < g.recipients.size(); i += batch) {
       Job job;
       job.message = message;
-      const std::size_t end = std::min(rcpts.size(), i + batch);
+      job.destination = g.destination;
+      const std::size_t end = std::min(g.recipients.size(), i + batch);
       job.recipients.assign(
-          std::make_move_iterator(rcpts.begin() + static_cast<std::ptrdiff_t>(i)),
-          std::make_move_iterator(rcpts.begin() + static_cast<std::ptrdiff_t>(end)));
+          std::make_move_iterator(g.recipients.begin() + static_cast<std::ptrdiff_t>(i)),
+          std::make_move_iterator(g.recipients.begin() + static_cast<std::ptrdiff_t>(end)));
       if (cfg.max_size != 0 && message->body->size > cfg.max_size) {
-        q->finish_unattempted(
+        g.queue->finish_unattempted(
             job, Outcome::Bounced,
             smtp::make_reply(552, "5.3.4", "Message too big for queue " + cfg.name));
         continue;
       }
-      q->submit(std::move(job));
+      g.queue->submit(std::move(job));
     }
-    touched.push_back(q);
+    if (std::find(touched.begin(), touched.end(), g.queue) == touched.end())
+      touched.push_back(g.queue);
   }
   return touched;
 }

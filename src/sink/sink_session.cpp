@@ -57,14 +57,47 @@ SinkSession::SinkSession(std::unique_ptr<net::Stream> stream, const asio::any_io
       proto_(smtp::ServerOptions{.lmtp = false,
                                  .hostname = opts.hostname,
                                  .max_message_size = opts.max_message_size,
-                                 .max_recipients = 100000,
+                                 .max_recipients = opts.max_recipients,
                                  .max_errors = 1000,
                                  .access_denied = false,
                                  .pipelining = opts.pipelining},
              policy_.get()),
-      deadline_(ex) {}
+      deadline_(ex) {
+  for (const Fault& f : opts_.faults) {
+    if (f.used->fetch_add(1) < f.sessions) faults_.push_back(&f);
+  }
+}
 
 SinkSession::~SinkSession() = default;
+
+const Fault* SinkSession::fault(std::string_view phase) const {
+  for (const Fault* f : faults_) {
+    if (f->phase == phase) return f;
+  }
+  return nullptr;
+}
+
+net::Task<void> SinkSession::fail(const Fault& f) {
+  if (f.kind == "421") {
+    smtp::append_reply(out_, smtp::make_reply(421, "4.3.2", "Service shutting down"),
+                       proto_.enhanced());
+    co_await flush();
+    co_return;
+  }
+  if (f.kind == "truncated") {
+    out_ = "25";
+    co_await flush();
+    co_return;
+  }
+  if (f.kind == "garbled") {
+    out_ = "this is no SMTP reply\r\n";
+    co_await flush();
+  } else if (f.kind == "drop") {
+    co_return;
+  }
+  // timeout (and after garbage): say nothing more until the client gives up and closes.
+  while (co_await read_more()) in_.consume(in_.data().size());
+}
 
 void SinkSession::start(std::shared_ptr<SinkSession> self, const asio::any_io_executor& ex) {
   asio::co_spawn(ex, run(std::move(self)), asio::detached);
@@ -130,7 +163,12 @@ std::atomic<bool> SinkSession::paused{false};
 net::Task<void> SinkSession::serve() {
   co_await pause(opts_.banner_delay);
   while (paused.load(std::memory_order_relaxed)) co_await pause(std::chrono::milliseconds(20));
+  if (const Fault* f = fault("banner")) {
+    co_await fail(*f);
+    co_return;
+  }
   smtp::append_reply(out_, proto_.greeting().reply, false);
+  bool seen_rcpt = false;
   for (;;) {
     for (;;) {
       smtp::LineBuffer::Line line;
@@ -138,6 +176,24 @@ net::Task<void> SinkSession::serve() {
       if (st == smtp::LineBuffer::Status::NeedMore) break;
       if (st == smtp::LineBuffer::Status::TooLong) co_return;
       const auto cmd = smtp::split_command(line.text);
+      const char* phase = cmd.verb == smtp::Verb::Ehlo || cmd.verb == smtp::Verb::Helo ? "ehlo"
+                          : cmd.verb == smtp::Verb::Mail                               ? "mail"
+                          : cmd.verb == smtp::Verb::Rcpt && !seen_rcpt                 ? "rcpt"
+                          : cmd.verb == smtp::Verb::Data                               ? "data"
+                                                                                       : "";
+      seen_rcpt = seen_rcpt || cmd.verb == smtp::Verb::Rcpt;
+      if (const Fault* f = fault(phase)) {
+        co_await flush();  // what was answered before the fault
+        co_await fail(*f);
+        co_return;
+      }
+      if (opts_.broken_starttls && cmd.verb == smtp::Verb::Starttls) {
+        out_ += "220 2.0.0 Ready to start TLS\r\n";
+        co_await flush();
+        out_ = "this is not a TLS handshake\r\n";
+        co_await flush();
+        co_return;
+      }
       smtp::Response resp =
           (!opts_.ehlo && cmd.verb == smtp::Verb::Ehlo)
               ? smtp::Response{smtp::make_reply(502, "5.5.1", "EHLO not implemented")}
@@ -146,13 +202,17 @@ net::Task<void> SinkSession::serve() {
         counts_.dropped();
         co_return;
       }
+      if (opts_.broken_starttls && cmd.verb == smtp::Verb::Ehlo && resp.reply.code == 250) {
+        resp.reply.text += "\nSTARTTLS";
+      }
       smtp::append_reply(out_, resp.reply, proto_.enhanced());
       if (resp.next == smtp::Next::Close) {
         co_await flush();
         co_return;
       }
       if (resp.next != smtp::Next::ReadData) continue;
-      if (!co_await flush()) co_return;
+      const bool ok213 = co_await flush();
+      if (!ok213) co_return;
       std::string wire;
       smtp::DataReader reader(wire, smtp::DataLimits{opts_.max_message_size, 1u << 20});
       for (;;) {
@@ -160,10 +220,15 @@ net::Task<void> SinkSession::serve() {
           in_.consume(reader.feed(in_.data()));
           if (reader.done()) break;
         }
-        if (!co_await read_more()) co_return;
+        const bool ok221 = co_await read_more();
+        if (!ok221) co_return;
       }
       smtp::Envelope env = proto_.finish_data();
       co_await pause(opts_.data_delay);
+      if (const Fault* f = fault("dot")) {
+        co_await fail(*f);
+        co_return;
+      }
       bool drop = false;
       for (const auto& r : env.recipients) drop = drop || r.local().starts_with("dropdata-");
       std::uniform_real_distribution<double> u(0, 1);
@@ -192,8 +257,10 @@ net::Task<void> SinkSession::serve() {
         smtp::append_reply(out_, smtp::make_reply(250, "2.0.0", "Ok: queued"), proto_.enhanced());
       }
     }
-    if (!co_await flush()) co_return;
-    if (!co_await read_more()) co_return;
+    const bool ok257 = co_await flush();
+    if (!ok257) co_return;
+    const bool ok258 = co_await read_more();
+    if (!ok258) co_return;
   }
 }
 

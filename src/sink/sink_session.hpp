@@ -39,6 +39,10 @@ class SinkSession : public std::enable_shared_from_this<SinkSession> {
   net::Task<bool> pause(std::chrono::milliseconds d);
   net::Task<bool> flush();
   net::Task<bool> read_more();
+  // The scripted fault for `phase` (sink_options.hpp), if this session has one.
+  [[nodiscard]] const Fault* fault(std::string_view phase) const;
+  // Acts a fault out; the session ends afterwards.
+  net::Task<void> fail(const Fault& f);
   void store(const smtp::Envelope& env, const std::string& wire);
 
   std::unique_ptr<net::Stream> stream_;
@@ -52,6 +56,7 @@ class SinkSession : public std::enable_shared_from_this<SinkSession> {
   std::string out_;
   net::Deadline deadline_;
   bool drop_now_ = false;
+  std::vector<const Fault*> faults_;  // the ones that apply to this session
 };
 
 }  // namespace mma::sink

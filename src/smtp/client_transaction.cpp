@@ -6,7 +6,8 @@ ClientTransaction::ClientTransaction(TransactionInput in, const Extensions& ext)
     : in_(std::move(in)),
       pipelining_(ext.pipelining),
       results_(in_.recipients.size()),
-      accepted_(in_.recipients.size(), false) {
+      accepted_(in_.recipients.size(), false),
+      rcpt_refused_(in_.recipients.size(), false) {
   if (ext.size && ext.max_size != 0 && in_.size > ext.max_size) {
     // RFC 1870 §6: don't send what the server said it will refuse.
     finish_with(make_reply(552, "5.3.4",
@@ -15,9 +16,23 @@ ClientTransaction::ClientTransaction(TransactionInput in, const Extensions& ext)
                 false);
     return;
   }
+  if (in_.eightbit && !ext.eightbitmime) {
+    // RFC 6152 §3: an 8-bit body must not go to a server that did not offer 8BITMIME.
+    finish_with(
+        make_reply(554, "5.6.3", "The remote server does not accept 8-bit content (no 8BITMIME)"),
+        false);
+    return;
+  }
+  if (in_.smtputf8 && !ext.smtputf8) {
+    // RFC 6531 §3.2: without SMTPUTF8 at the server, such a message cannot be sent there.
+    finish_with(make_reply(553, "5.6.7", "The remote server does not support SMTPUTF8 (RFC 6531)"),
+                false);
+    return;
+  }
   mail_command_ = "MAIL FROM:<" + std::string(in_.sender) + ">";
   if (ext.size) mail_command_ += " SIZE=" + std::to_string(in_.size);
   if (in_.eightbit && ext.eightbitmime) mail_command_ += " BODY=8BITMIME";
+  if (in_.smtputf8) mail_command_ += " SMTPUTF8";
   queue_command(mail_command_, Expect::Mail);
   if (pipelining_) {
     for (auto r : in_.recipients) queue_command("RCPT TO:<" + std::string(r) + ">", Expect::Rcpt);
@@ -83,6 +98,7 @@ void ClientTransaction::on_reply(const Reply& r) {
       if (mail_ok_ && i < results_.size()) {
         results_[i] = r;
         accepted_[i] = r.klass() == 2;
+        rcpt_refused_[i] = r.klass() != 2;
       }
       if (!pipelining_) {
         if (next_rcpt_ < in_.recipients.size()) {

@@ -22,7 +22,8 @@ struct TransactionInput {
   std::vector<std::string_view> recipients;
   std::uint64_t size = 0;
   bool eightbit = false;
-  bool lmtp = false;  // RFC 2033 §4.2: one reply per accepted recipient after the data
+  bool lmtp = false;      // RFC 2033 §4.2: one reply per accepted recipient after the data
+  bool smtputf8 = false;  // RFC 6531: the envelope or headers need SMTPUTF8
 };
 
 class ClientTransaction {
@@ -45,6 +46,10 @@ class ClientTransaction {
   [[nodiscard]] const std::vector<Reply>& results() const { return results_; }
   // The server may still hold a transaction (a MAIL was accepted, no data followed): RSET.
   [[nodiscard]] bool needs_rset() const { return needs_rset_; }
+  // Recipient `i` was refused at RCPT (its result is that reply), not after the data.
+  [[nodiscard]] bool refused_at_rcpt(std::size_t i) const {
+    return i < rcpt_refused_.size() && rcpt_refused_[i];
+  }
 
  private:
   void queue_command(std::string_view verb_and_arg, Expect e);
@@ -62,6 +67,7 @@ class ClientTransaction {
   bool mail_ok_ = false;
   std::vector<Reply> results_;
   std::vector<bool> accepted_;
+  std::vector<bool> rcpt_refused_;
   Step step_ = Step::Send;
   bool needs_rset_ = false;
   bool ignore_final_ = false;  // the end-of-data reply after a DATA with no recipients left

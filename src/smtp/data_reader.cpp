@@ -13,6 +13,13 @@ std::size_t DataReader::feed(std::string_view in) {
     const std::size_t chunk =
         lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - start) : avail;
     if (chunk > 0) {
+      // A CR is allowed only right before the LF that ends its line.
+      if (last_ == '\r' && line_len_ > 0) bare_cr_ = true;  // the previous chunk ended in CR
+      for (const void* cr = std::memchr(start, '\r', chunk); cr != nullptr;) {
+        const auto at = static_cast<std::size_t>(static_cast<const char*>(cr) - start);
+        if (at + 1 < chunk) bare_cr_ = true;  // not the last byte before the LF (or the chunk end)
+        cr = at + 1 < chunk ? std::memchr(start + at + 1, '\r', chunk - at - 1) : nullptr;
+      }
       if (line_len_ == 0) first_ = start[0];
       last_ = start[chunk - 1];
       line_len_ += chunk;

@@ -29,12 +29,15 @@ class DataReader {
   [[nodiscard]] bool done() const { return done_; }
   [[nodiscard]] bool too_big() const { return too_big_; }
   [[nodiscard]] bool line_too_long() const { return line_too_long_; }
+  // A CR not followed by LF (RFC 5321 §2.3.8 forbids it; some receivers end a line there, which
+  // would let mail be smuggled through): the message must be refused.
+  [[nodiscard]] bool bare_cr() const { return bare_cr_; }
   // Content size as RFC 1870 counts it (after un-stuffing, with CRLFs).
   [[nodiscard]] std::size_t size() const { return size_; }
 
  private:
   void end_line(bool cr);
-  [[nodiscard]] bool storing() const { return !too_big_ && !line_too_long_; }
+  [[nodiscard]] bool storing() const { return !too_big_ && !line_too_long_ && !bare_cr_; }
 
   std::string& out_;
   DataLimits limits_;
@@ -45,6 +48,7 @@ class DataReader {
   bool done_ = false;
   bool too_big_ = false;
   bool line_too_long_ = false;
+  bool bare_cr_ = false;
   std::size_t size_ = 0;
 };
 

@@ -125,6 +125,7 @@ Response ServerProtocol::hello(std::string_view arg, bool extended) {
   text += "\nSIZE";
   if (opts_.max_message_size != 0) text += ' ' + std::to_string(opts_.max_message_size);
   if (opts_.eightbitmime) text += "\n8BITMIME";
+  if (opts_.smtputf8) text += "\nSMTPUTF8";
   text += "\nENHANCEDSTATUSCODES";
   return {make_reply(250, "", text)};
 }
@@ -135,7 +136,7 @@ Response ServerProtocol::mail(std::string_view arg) {
                  opts_.lmtp ? "Error: send LHLO first" : "Error: send HELO/EHLO first");
   }
   if (state_ != State::Greeted) return error(503, "5.5.1", "Error: nested MAIL command");
-  Parsed<MailFrom> p = parse_mail_from(arg, MailOptions{opts_.max_message_size, false});
+  Parsed<MailFrom> p = parse_mail_from(arg, MailOptions{opts_.max_message_size, opts_.smtputf8});
   if (!p.value) {
     if (p.error.code == 552 || p.error.code == 553) return {p.error};  // policy, not syntax
     return error(p.error.code, p.error.enhanced, p.error.text);

@@ -29,6 +29,7 @@ struct ServerOptions {
   bool access_denied = false;          // 554 greeting, then only QUIT (§3.1)
   bool pipelining = true;
   bool eightbitmime = true;
+  bool smtputf8 = true;  // RFC 6531
 };
 
 struct Envelope {

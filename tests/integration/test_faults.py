@@ -38,7 +38,7 @@ def test_random_defers_rejects_and_drops_end_in_one_outcome_each(sink, serve):
 def test_unreachable_destination_fails_after_max_retries(serve):
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
     port = free_port()
-    srv = serve(listener(port) + queue(dead, "max_retries = 3"))
+    srv = serve(listener(port) + queue(dead, "max_retries = 3\nmax_fail = 1000"))
     r = subprocess.run([MMA, "compose", "--synthetic", "5", "--domains", "5", "-s", f"127.0.0.1:{port}",
                         "-n", "1", "--progress", "never"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0

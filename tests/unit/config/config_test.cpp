@@ -103,8 +103,21 @@ TEST(Config, ErrorsNameFileLineAndKey) {
       HasSubstr("only one queue may omit domains"));
   EXPECT_THAT(error_of("[[queue]]\nname = \"a\"\ndomains = [\"bad domain\"]\nmx = [\"a:1\"]\n"),
               HasSubstr("mma.toml:3: key 'domains'"));
-  EXPECT_THAT(error_of("[[queue]]\nname = \"a\"\n"),
-              HasSubstr("key 'mx' in [[queue]] \"a\": is required"));
+  EXPECT_EQ(error_of("[[queue]]\nname = \"a\"\n"), "");  // no mx: resolved through DNS
+  EXPECT_THAT(
+      error_of("[[queue]]\nname = \"a\"\ndomains = [\"a.test\"]\nmx = [\"h:1\"]\nresolve = true\n"),
+      HasSubstr("mma.toml:5: key 'resolve' in [[queue]] \"a\": cannot be used with mx"));
+  EXPECT_THAT(error_of("[[queue]]\nname = \"a\"\nretry = \"b\"\n"),
+              HasSubstr("mma.toml:1: key 'retry' in [[queue]] \"a\": no queue is named \"b\""));
+  EXPECT_THAT(error_of("[[queue]]\nname = \"a\"\nretry = \"b\"\n[[queue]]\nname = \"b\"\ndomains = "
+                       "[\"b.test\"]\n"
+                       "retry = \"a\"\n"),
+              HasSubstr("the retry queues form a loop"));
+  EXPECT_THAT(error_of("[[queue]]\nname = \"a\"\nmx = [\"|sendmail -bs\"]\n"),
+              HasSubstr("absolute path"));
+  EXPECT_THAT(error_of("[[queue]]\nname = \"a\"\ntls = \"always\"\n"), HasSubstr("key 'tls'"));
+  EXPECT_THAT(error_of("[dns]\nservers = [\"dns.example\"]\n[[queue]]\nname = \"a\"\n"),
+              HasSubstr("mma.toml:2: key 'servers' in [dns]"));
   EXPECT_THAT(error_of("x = [\n"), HasSubstr("mma.toml:"));
   EXPECT_THAT(error_of(""), HasSubstr("at least one [[queue]]"));
   EXPECT_THAT(error_of("[[queue]]\nname=\"g\"\nmx=[\"a:1\"]\ntimeouts = { conect = \"1s\" }\n"),

@@ -82,7 +82,7 @@ TEST_F(QueueTest, StartsWorkersForTheBacklogUpToMaxMta) {
 TEST_F(QueueTest, ParkedWorkerGetsTheNextJobInItsInbox) {
   auto wakeup = std::make_shared<net::Wakeup>(loops.main().get_executor());
   WorkerSlot slot(wakeup);
-  auto none = q.next_job(slot);
+  auto none = q.next_job(slot, false);
   EXPECT_FALSE(none.job);
   EXPECT_FALSE(none.stop);
   EXPECT_EQ(q.stats().ready, 1u);
@@ -90,7 +90,7 @@ TEST_F(QueueTest, ParkedWorkerGetsTheNextJobInItsInbox) {
   EXPECT_EQ(spawned, 0);  // a ready worker took it
   EXPECT_EQ(q.stats().ready, 0u);
   ASSERT_TRUE(slot.inbox);
-  auto next = q.next_job(slot);
+  auto next = q.next_job(slot, false);
   ASSERT_TRUE(next.job);
   EXPECT_EQ(q.stats().in_flight, 1u);
 }
@@ -100,12 +100,12 @@ TEST_F(QueueTest, FinalOutcomesAreLoggedOnceAndReachTheWaiter) {
   auto waiter = std::make_shared<DeliveryWaiter>(3, [&] { done = true; });
   q.submit(job(3, waiter));
   WorkerSlot slot(std::make_shared<net::Wakeup>(loops.main().get_executor()));
-  auto next = q.next_job(slot);
+  auto next = q.next_job(slot, false);
   ASSERT_TRUE(next.job);
   std::vector<RecipientStatus> st{{Outcome::Delivered, smtp::make_reply(250, "2.0.0", "ok")},
                                   {Outcome::Bounced, smtp::make_reply(550, "5.1.1", "unknown")},
                                   {Outcome::Delivered, smtp::make_reply(250, "2.0.0", "ok")}};
-  q.complete(std::move(*next.job), st, AttemptReport{"mx:25", false, Clock::now()});
+  q.complete(std::move(*next.job), st, AttemptReport{"mx:25", false, false, true, Clock::now()});
   EXPECT_TRUE(done);
   const auto results = waiter->results();
   EXPECT_EQ(results[1].outcome, Outcome::Bounced);
@@ -121,21 +121,21 @@ TEST_F(QueueTest, ConnectionFaultRetriesAtOnceThenFailsAfterMaxRetries) {
   q.submit(job());
   WorkerSlot slot(std::make_shared<net::Wakeup>(loops.main().get_executor()));
   const RecipientStatus lost{Outcome::Deferred, smtp::make_reply(451, "4.4.2", "connection lost")};
-  auto first = q.next_job(slot);
+  auto first = q.next_job(slot, false);
   ASSERT_TRUE(first.job);
-  q.complete(std::move(*first.job), {lost}, AttemptReport{"", true, Clock::now()});
+  q.complete(std::move(*first.job), {lost}, AttemptReport{"", true, false, false, Clock::now()});
   // The first retry after a fault is immediate: the job is waiting again.
-  auto second = q.next_job(slot);
+  auto second = q.next_job(slot, false);
   ASSERT_TRUE(second.job);
   EXPECT_EQ(second.job->recipients[0].attempts, 1u);
-  q.complete(std::move(*second.job), {lost}, AttemptReport{"", true, Clock::now()});
+  q.complete(std::move(*second.job), {lost}, AttemptReport{"", true, false, false, Clock::now()});
   // The second retry waits retry_delay on a timer.
   EXPECT_EQ(q.stats().retrying, 1u);
   loops.main().run_for(std::chrono::milliseconds(50));
-  auto third = q.next_job(slot);
+  auto third = q.next_job(slot, false);
   ASSERT_TRUE(third.job);
   EXPECT_EQ(third.job->recipients[0].attempts, 2u);
-  q.complete(std::move(*third.job), {lost}, AttemptReport{"", true, Clock::now()});
+  q.complete(std::move(*third.job), {lost}, AttemptReport{"", true, false, false, Clock::now()});
   EXPECT_EQ(q.backlog(), 0u);  // max_retries = 3: failed
   const std::string acct = accounting();
   EXPECT_EQ(count(acct, "\"event\":\"deferred\""), 2u);
@@ -148,7 +148,7 @@ TEST_F(QueueTest, ThrottleHoldsTheComposerUntilTheQueueDrains) {
   for (int i = 0; i < 4; ++i) q.submit(job());
   EXPECT_FALSE(q.admit(wakeup));
   WorkerSlot slot(std::make_shared<net::Wakeup>(loops.main().get_executor()));
-  auto next = q.next_job(slot);  // 3 left: below throttle, the composer is woken
+  auto next = q.next_job(slot, false);  // 3 left: below throttle, the composer is woken
   bool woken = false;
   asio::co_spawn(
       loops.main(),
@@ -163,9 +163,205 @@ TEST_F(QueueTest, ThrottleHoldsTheComposerUntilTheQueueDrains) {
 
 TEST_F(QueueTest, StopReleasesParkedWorkers) {
   WorkerSlot slot(std::make_shared<net::Wakeup>(loops.main().get_executor()));
-  EXPECT_FALSE(q.next_job(slot).job);
+  EXPECT_FALSE(q.next_job(slot, false).job);
   q.stop();
-  EXPECT_TRUE(q.next_job(slot).stop);
+  EXPECT_TRUE(q.next_job(slot, false).stop);
+}
+
+}  // namespace
+}  // namespace mma::routing
+
+namespace mma::routing {
+namespace {
+
+// A DNS-routed queue: one destination per recipient domain.
+class DestinationTest : public ::testing::Test {
+ protected:
+  static config::QueueSection cfg(unsigned max_mta, unsigned per_dest, std::size_t cache,
+                                  unsigned max_fail = 3) {
+    config::QueueSection c;
+    c.name = "general";
+    c.max_mta = max_mta;
+    c.destination_concurrency = per_dest;
+    c.connection_cache = cache;
+    c.max_fail = max_fail;
+    c.retry_delay = std::chrono::milliseconds(1);
+    return c;
+  }
+
+  Job job(const std::string& domain, std::size_t rcpts = 1) {
+    auto m = std::make_shared<Message>();
+    m->id = "M" + std::to_string(++n_);
+    m->body = std::make_shared<Body>();
+    m->received = Clock::now();
+    Job j;
+    j.message = m;
+    j.destination = domain;
+    for (std::size_t i = 0; i < rcpts; ++i) {
+      j.recipients.push_back(
+          Recipient{"r" + std::to_string(i) + "@" + domain, static_cast<std::uint32_t>(i), 0});
+    }
+    return j;
+  }
+
+  WorkerSlot slot() {
+    return WorkerSlot(std::make_shared<net::Wakeup>(loops.main().get_executor()));
+  }
+
+  observe::AccountingLog log{""};
+  net::EventLoops loops{1};
+  int n_ = 0;
+};
+
+TEST_F(DestinationTest, ConnectedWorkerKeepsItsDestinationAndOthersTakeTheRest) {
+  Queue q(cfg(3, 1, 5), log, loops);
+  int spawned = 0;
+  q.set_spawner([&](Queue&, bool) { ++spawned; });
+  q.submit(job("a.test"));
+  q.submit(job("a.test"));
+  q.submit(job("b.test"));
+  EXPECT_EQ(spawned, 3);  // up to max_mta: workers bind to a destination only when they start
+  WorkerSlot w1 = slot(), w2 = slot();
+  auto j = q.next_job(w1, false);
+  ASSERT_TRUE(j.job);
+  EXPECT_EQ(j.job->destination, "a.test");
+  EXPECT_TRUE(w1.bound);
+  auto k = q.next_job(w2, false);  // a.test is at its limit: w2 goes to b.test
+  ASSERT_TRUE(k.job);
+  EXPECT_EQ(k.job->destination, "b.test");
+  auto again = q.next_job(w1, true);  // connected to a.test: its next job is a.test's
+  ASSERT_TRUE(again.job);
+  EXPECT_EQ(again.job->destination, "a.test");
+}
+
+TEST_F(DestinationTest, AtMaxMtaTheLeastRecentlyUsedIdleConnectionMakesRoom) {
+  Queue q(cfg(1, 5, 5), log, loops);
+  q.set_spawner([](Queue&, bool) {});
+  q.submit(job("a.test"));
+  WorkerSlot w = slot();
+  auto j = q.next_job(w, false);
+  ASSERT_TRUE(j.job);
+  q.complete(std::move(*j.job),
+             {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
+             AttemptReport{"mx", false, false, true, Clock::now()});
+  EXPECT_FALSE(q.next_job(w, true).job);  // parks with its connection to a.test
+  EXPECT_TRUE(w.parked);
+  q.submit(job("b.test"));  // max_mta = 1: the idle a.test connection is given the b.test job
+  EXPECT_FALSE(w.parked);
+  ASSERT_TRUE(w.inbox);
+  EXPECT_EQ(w.inbox->destination, "b.test");
+  EXPECT_EQ(w.destination, "b.test");
+}
+
+TEST_F(DestinationTest, ConnectionCacheKeepsOnlyTheMostRecentDestinations) {
+  Queue q(cfg(5, 5, 1), log, loops);
+  q.set_spawner([](Queue&, bool) {});
+  WorkerSlot a = slot(), b = slot();
+  q.submit(job("a.test"));
+  q.submit(job("b.test"));
+  auto ja = q.next_job(a, false);
+  auto jb = q.next_job(b, false);
+  ASSERT_TRUE(ja.job && jb.job);
+  EXPECT_FALSE(q.next_job(a, true).job);  // a.test idle: cached
+  EXPECT_FALSE(a.drop_connection);
+  EXPECT_FALSE(q.next_job(b, true).job);  // b.test idle: a.test is now one too many
+  EXPECT_TRUE(a.drop_connection);
+  EXPECT_FALSE(a.bound);
+  EXPECT_TRUE(q.next_job(a, true).drop_connection);
+  EXPECT_FALSE(q.next_job(a, false).job);  // parks without a connection
+}
+
+TEST_F(DestinationTest, ADestinationDownGoesToTheRetryQueue) {
+  Queue q(cfg(5, 5, 5, /*max_fail=*/2), log, loops);
+  config::QueueSection fb = cfg(5, 5, 5);
+  fb.name = "fallback";
+  fb.mx = {config::Endpoint{config::Endpoint::Kind::Tcp, "127.0.0.1", 25, {}}};
+  Queue fallback(fb, log, loops);
+  q.set_retry_queue(&fallback);
+  q.set_spawner([](Queue&, bool) {});
+  fallback.set_spawner([](Queue&, bool) {});
+  for (int i = 0; i < 4; ++i) q.submit(job("dead.test"));
+  const RecipientStatus refused{Outcome::Deferred,
+                                smtp::make_reply(451, "4.4.1", "connect: refused")};
+  const AttemptReport unreachable{"", true, true, false, Clock::now()};
+  for (int i = 0; i < 2; ++i) {
+    WorkerSlot w = slot();
+    auto j = q.next_job(w, false);
+    ASSERT_TRUE(j.job);
+    q.complete(std::move(*j.job), {refused}, unreachable);
+    q.detach(w);
+  }
+  // Two failures: down. Its waiting jobs and the two that failed went to the fallback queue.
+  EXPECT_EQ(q.stats().down, 1u);
+  EXPECT_EQ(q.backlog(), 0u);
+  EXPECT_EQ(fallback.stats().queued, 4u);
+  q.submit(job("dead.test"));  // while down, new mail goes there at once
+  EXPECT_EQ(fallback.stats().queued, 5u);
+  WorkerSlot f = slot();
+  auto handed = fallback.next_job(f, false);
+  ASSERT_TRUE(handed.job);
+  EXPECT_EQ(handed.job->destination, "");  // the fallback's own routing
+  EXPECT_EQ(handed.job->recipients[0].attempts, 0u);
+}
+
+TEST_F(DestinationTest, WithoutRetryQueueADownDestinationFails) {
+  Queue q(cfg(5, 5, 5, /*max_fail=*/1), log, loops);
+  q.set_spawner([](Queue&, bool) {});
+  q.submit(job("dead.test"));
+  q.submit(job("dead.test"));
+  WorkerSlot w = slot();
+  auto j = q.next_job(w, false);
+  q.complete(std::move(*j.job),
+             {RecipientStatus{Outcome::Deferred, smtp::make_reply(451, "4.4.1", "refused")}},
+             AttemptReport{"", true, true, false, Clock::now()});
+  EXPECT_EQ(q.stats().failed, 2u);
+  EXPECT_EQ(q.backlog(), 0u);
+  EXPECT_EQ(q.backlog_recipients(), 0u);
+}
+
+TEST_F(DestinationTest, TooManyRecipientsGoInTheNextTransactionWithoutAnAttempt) {
+  Queue q(cfg(5, 5, 5), log, loops);
+  q.set_spawner([](Queue&, bool) {});
+  q.submit(job("a.test", 3));
+  WorkerSlot w = slot();
+  auto j = q.next_job(w, false);
+  std::vector<RecipientStatus> st{
+      {Outcome::Delivered, smtp::make_reply(250, "", "ok")},
+      {Outcome::Deferred, smtp::make_reply(452, "4.5.3", "too many"), true},
+      {Outcome::Deferred, smtp::make_reply(452, "4.5.3", "too many"), true}};
+  q.complete(std::move(*j.job), st, AttemptReport{"mx", false, false, true, Clock::now()});
+  auto rest = q.next_job(w, true);
+  ASSERT_TRUE(rest.job);
+  ASSERT_EQ(rest.job->recipients.size(), 2u);
+  EXPECT_EQ(rest.job->recipients[0].attempts, 0u);
+  EXPECT_EQ(q.stats().deferred, 0u);
+}
+
+TEST_F(DestinationTest, GivenBackJobsWaitFirstInLineAndSpawningPauses) {
+  Queue q(cfg(5, 5, 5), log, loops);
+  int spawned = 0;
+  q.set_spawner([&](Queue&, bool) { ++spawned; });
+  q.submit(job("a.test"));
+  EXPECT_EQ(spawned, 1);
+  WorkerSlot w = slot();
+  auto j = q.next_job(w, false);
+  q.give_back(std::move(*j.job), "Too many open files");
+  q.detach(w);
+  EXPECT_EQ(spawned, 1);  // no new worker while out of descriptors
+  EXPECT_EQ(q.stats().queued, 1u);
+  loops.main().run_for(std::chrono::milliseconds(1300));
+  EXPECT_EQ(spawned, 2);  // tried again after the pause
+}
+
+TEST(DomainAdvisor, AdvisesOncePerWindowForADominantDomain) {
+  DomainAdvisor a(0.5, std::chrono::milliseconds(100), 10);
+  auto t = std::chrono::steady_clock::now();
+  for (int i = 0; i < 30; ++i) EXPECT_FALSE(a.count(i % 3 ? "big.test" : "other.test", t));
+  auto advice = a.count("x.test", t + std::chrono::milliseconds(150));
+  ASSERT_TRUE(advice);
+  EXPECT_NE(advice->find("big.test"), std::string::npos);
+  EXPECT_NE(advice->find("67%"), std::string::npos);
+  EXPECT_FALSE(a.count("x.test", t + std::chrono::milliseconds(200)));
 }
 
 }  // namespace

@@ -15,6 +15,8 @@ config::QueueSection queue(std::string name, std::vector<std::string> domains,
   q.name = std::move(name);
   q.domains = std::move(domains);
   q.batch_size = batch;
+  q.mx = {config::Endpoint{
+      config::Endpoint::Kind::Tcp, "127.0.0.1", 25, {}}};  // fixed hosts: one destination
   return q;
 }
 
@@ -64,9 +66,10 @@ TEST_F(RouterTest, SplitsAMessageSharingOneBody) {
   EXPECT_EQ(big.stats().queued, 2u);
   EXPECT_EQ(general.stats().queued, 1u);
   WorkerSlot slot(std::make_shared<net::Wakeup>(loops.main().get_executor()));
-  auto j1 = big.next_job(slot);
-  auto j2 = big.next_job(slot);
-  auto j3 = general.next_job(slot);
+  WorkerSlot other(std::make_shared<net::Wakeup>(loops.main().get_executor()));
+  auto j1 = big.next_job(slot, false);
+  auto j2 = big.next_job(slot, false);
+  auto j3 = general.next_job(other, false);
   ASSERT_TRUE(j1.job && j2.job && j3.job);
   EXPECT_EQ(j1.job->recipients.size(), 2u);
   EXPECT_EQ(j1.job->recipients[0].address, "a@big.test");
@@ -77,6 +80,23 @@ TEST_F(RouterTest, SplitsAMessageSharingOneBody) {
   // One body, referenced by every job: never copied.
   EXPECT_EQ(j1.job->message->body.get(), m->body.get());
   EXPECT_EQ(j3.job->message->body.get(), m->body.get());
+}
+
+TEST(RouterDns, GroupsRecipientsByDomainInDnsRoutedQueues) {
+  observe::AccountingLog log{""};
+  net::EventLoops loops{1};
+  auto dns_routed = queue("general", {});
+  dns_routed.mx.clear();  // no mx: one destination per domain
+  Queue general{dns_routed, log, loops};
+  Router router{{&general}};
+  auto m = message();
+  router.dispatch(m, rcpts({"a@x.test", "b@y.test", "c@x.test"}));
+  EXPECT_EQ(general.stats().queued, 2u);
+  WorkerSlot slot(std::make_shared<net::Wakeup>(loops.main().get_executor()));
+  auto j1 = general.next_job(slot, false);
+  ASSERT_TRUE(j1.job);
+  EXPECT_EQ(j1.job->destination, "x.test");
+  EXPECT_EQ(j1.job->recipients.size(), 2u);
 }
 
 TEST(RouterNoGeneral, UnroutableIsNull) {

@@ -1,0 +1,75 @@
+#include "delivery/route_source.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace mma::delivery {
+
+dns::RouteRef RouteSource::static_route(const config::QueueSection& queue) {
+  auto r = std::make_shared<dns::Route>();
+  r->status = dns::Route::Status::Ok;
+  for (const auto& ep : queue.mx) r->hosts.push_back({ep.to_string(), ep});
+  r->expires = std::chrono::steady_clock::time_point::max();
+  return r;
+}
+
+void RouteSource::watch(const config::QueueSection& queue, asio::io_context& loop) {
+  asio::co_spawn(loop, refresh(queue), asio::detached);
+}
+
+net::Task<void> RouteSource::refresh(const config::QueueSection& queue) {
+  const std::string& domain = queue.domains.front();
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    dns::RouteRef r;
+    if (cache_ != nullptr)
+      r = co_await cache_->resolve(domain);  // (no co_await inside ?: with GCC 12)
+    bool ok = r && r->status == dns::Route::Status::Ok;
+    if (r) {
+      std::lock_guard lock(mu_);
+      // A failed refresh keeps the last good hosts: better stale than none.
+      auto& slot = resolved_[queue.name];
+      if (ok || !slot) slot = r;
+    }
+    if (ok) {
+      spdlog::info("queue {}: {} resolves to {} host(s)", queue.name, domain, r->hosts.size());
+    } else {
+      spdlog::warn("queue {}: could not resolve {}: {}", queue.name, domain,
+                   r ? r->error.summary() : "no resolver");
+    }
+    timer.expires_after(ok ? queue.mx_ttl
+                           : std::min<config::Duration>(queue.mx_ttl, std::chrono::seconds(30)));
+    auto [ec] = co_await timer.async_wait(net::use_tuple);
+    if (ec) co_return;
+  }
+}
+
+net::Task<dns::RouteRef> RouteSource::route(const config::QueueSection& queue,
+                                            const std::string& destination) {
+  // (No co_return inside the locked scopes: the result is taken out first.)
+  dns::RouteRef known;
+  {
+    std::lock_guard lock(mu_);
+    if (!queue.mx.empty()) {
+      auto& r = fixed_[queue.name];
+      if (!r) r = static_route(queue);
+      known = r;
+    } else if (queue.resolve) {
+      auto it = resolved_.find(queue.name);
+      if (it != resolved_.end()) known = it->second;
+    }
+  }
+  if (known) co_return known;
+  if (cache_ != nullptr) {
+    // A resolve queue not resolved yet (its first look-up is under way) asks the cache directly.
+    const std::string& domain = queue.resolve ? queue.domains.front() : destination;
+    dns::RouteRef r = co_await cache_->route(domain);
+    co_return r;
+  }
+  auto r = std::make_shared<dns::Route>();
+  r->status = dns::Route::Status::Temporary;
+  r->error =
+      smtp::make_reply(451, "4.4.3", "No DNS resolver is configured for queue " + queue.name);
+  co_return r;
+}
+
+}  // namespace mma::delivery

@@ -1,0 +1,41 @@
+// delivery/route_source: where a worker connects for a destination of its queue.
+//
+// A queue with `mx` has fixed hosts (no DNS: patent §C, "will not require a DNS look-up");
+// one with `resolve = true` looks its first domain up at start and every mx_ttl; any other
+// resolves each recipient domain through the MxCache.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "config/config.hpp"
+#include "dns/mx_cache.hpp"
+#include "dns/route.hpp"
+#include "net/asio.hpp"
+#include "net/event_loops.hpp"
+
+namespace mma::delivery {
+
+class RouteSource {
+ public:
+  // `cache` may be null when no queue needs DNS.
+  explicit RouteSource(dns::MxCache* cache) : cache_(cache) {}
+
+  // Starts the periodic look-up of a `resolve = true` queue, on `loop`.
+  void watch(const config::QueueSection& queue, asio::io_context& loop);
+
+  net::Task<dns::RouteRef> route(const config::QueueSection& queue, const std::string& destination);
+
+ private:
+  net::Task<void> refresh(const config::QueueSection& queue);
+  static dns::RouteRef static_route(const config::QueueSection& queue);
+
+  dns::MxCache* cache_;
+  std::mutex mu_;
+  std::unordered_map<std::string, dns::RouteRef> resolved_;  // by queue name
+  std::unordered_map<std::string, dns::RouteRef> fixed_;     // by queue name
+};
+
+}  // namespace mma::delivery

@@ -1,0 +1,225 @@
+#include "dns/mx_cache.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+
+namespace mma::dns {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+
+std::string ip_text(const std::string& rdata) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (rdata.size() == 4) inet_ntop(AF_INET, rdata.data(), buf, sizeof buf);
+  if (rdata.size() == 16) inet_ntop(AF_INET6, rdata.data(), buf, sizeof buf);
+  return buf;
+}
+
+}  // namespace
+
+MxCache::MxCache(Resolver& resolver, MxCacheOptions opts) : resolver_(resolver), opts_(opts) {}
+
+MxCacheStats MxCache::stats() const {
+  std::lock_guard lock(mu_);
+  MxCacheStats s = stats_;
+  s.size = entries_.size();
+  return s;
+}
+
+void MxCache::store(const std::string& domain, const RouteRef& route) {
+  if (auto it = entries_.find(domain); it != entries_.end()) {
+    lru_.erase(it->second.lru);
+    entries_.erase(it);
+  }
+  lru_.push_front(domain);
+  entries_.emplace(domain, Entry{route, lru_.begin()});
+  while (entries_.size() > opts_.capacity) {
+    entries_.erase(lru_.back());
+    lru_.pop_back();
+    ++stats_.evicted;
+  }
+}
+
+net::Task<RouteRef> MxCache::route(std::string domain) {
+  std::shared_ptr<net::Wakeup> wait;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = entries_.find(domain);
+        it != entries_.end() && it->second.route->expires > Clock::now()) {
+      ++stats_.hits;
+      lru_.splice(lru_.begin(), lru_, it->second.lru);
+      co_return it->second.route;
+    }
+    if (auto f = in_flight_.find(domain); f != in_flight_.end()) {
+      // Someone is asking already: wait for that answer instead of asking again.
+      wait = std::make_shared<net::Wakeup>(co_await asio::this_coro::executor);
+      f->second.push_back(wait);
+      ++stats_.merged;
+    } else {
+      in_flight_.emplace(domain, std::vector<std::shared_ptr<net::Wakeup>>{});
+      ++stats_.misses;
+    }
+  }
+  if (wait) {
+    co_await wait->wait(std::chrono::steady_clock::duration::max());
+    std::lock_guard lock(mu_);
+    if (auto it = entries_.find(domain); it != entries_.end()) co_return it->second.route;
+    // Evicted already (a tiny cache under load): ask ourselves.
+  }
+  RouteRef r;
+  try {
+    r = co_await resolve(domain);
+  } catch (const std::exception& e) {
+    auto failed = std::make_shared<Route>();
+    failed->status = Route::Status::Temporary;
+    failed->error =
+        smtp::make_reply(451, "4.4.3", "DNS look-up of " + domain + " failed: " + e.what());
+    failed->expires = Clock::now() + opts_.failure_ttl;
+    r = failed;
+  }
+  std::vector<std::shared_ptr<net::Wakeup>> waiters;
+  {
+    std::lock_guard lock(mu_);
+    store(domain, r);
+    if (auto f = in_flight_.find(domain); f != in_flight_.end()) {
+      waiters.swap(f->second);
+      in_flight_.erase(f);
+    }
+  }
+  for (auto& w : waiters) w->notify();
+  co_return r;
+}
+
+net::Task<void> MxCache::addresses(const std::string& name, std::vector<std::string>& out,
+                                   std::uint32_t& ttl, Answer::Status& status, std::string& error) {
+  Answer a, aaaa;
+  if (opts_.ipv6) {
+    std::tie(a, aaaa) =
+        co_await (resolver_.query(name, RrType::A) && resolver_.query(name, RrType::Aaaa));
+  } else {
+    a = co_await resolver_.query(name, RrType::A);
+    aaaa.status = Answer::Status::NoData;
+  }
+  for (const Answer* ans : {&a, &aaaa}) {
+    if (ans->status == Answer::Status::Ok) {
+      ttl = std::min(ttl, ans->ttl);
+      for (const auto& rd : ans->rdata) {
+        std::string ip = ip_text(rd);
+        if (!ip.empty()) out.push_back(std::move(ip));
+      }
+    }
+  }
+  // The worst of the two tells why there is no address.
+  if (a.status == Answer::Status::Failed || aaaa.status == Answer::Status::Failed) {
+    status = Answer::Status::Failed;
+    error = a.status == Answer::Status::Failed ? a.error : aaaa.error;
+  } else if (a.status == Answer::Status::NxDomain) {
+    status = Answer::Status::NxDomain;
+  } else {
+    status = out.empty() ? Answer::Status::NoData : Answer::Status::Ok;
+  }
+}
+
+net::Task<RouteRef> MxCache::resolve(const std::string& domain) {
+  auto r = std::make_shared<Route>();
+  const auto now = Clock::now();
+  auto clamp = [this](std::uint32_t ttl_s) {
+    return std::clamp(std::chrono::milliseconds(std::int64_t{ttl_s} * 1000), opts_.min_ttl,
+                      opts_.max_ttl);
+  };
+  auto fail = [&](Route::Status st, int code, const char* enhanced, const std::string& text,
+                  std::chrono::milliseconds ttl) {
+    r->status = st;
+    r->error = smtp::make_reply(code, enhanced, text);
+    r->expires = now + ttl;
+    return r;
+  };
+  if (!domain.empty() && domain.front() == '[') {
+    // An address literal (RFC 5321 §4.1.3): no DNS.
+    std::string ip = domain.substr(1, domain.size() - 2);
+    if (ip.rfind("IPv6:", 0) == 0 || ip.rfind("ipv6:", 0) == 0) ip = ip.substr(5);
+    r->status = Route::Status::Ok;
+    r->hosts.push_back({ip, config::Endpoint{config::Endpoint::Kind::Tcp, ip, opts_.port, {}}});
+    r->expires = now + opts_.max_ttl;
+    co_return r;
+  }
+  const Answer mx = co_await resolver_.query(domain, RrType::Mx);
+  std::vector<std::pair<std::uint16_t, std::string>> exchangers;
+  std::uint32_t ttl = mx.ttl;
+  switch (mx.status) {
+    case Answer::Status::NxDomain:
+      co_return fail(Route::Status::Permanent, 550, "5.1.2",
+                     "Domain " + domain + " does not exist (DNS NXDOMAIN)", opts_.negative_ttl);
+    case Answer::Status::Failed:
+      co_return fail(Route::Status::Temporary, 451, "4.4.3",
+                     "DNS look-up of MX for " + domain + " failed: " + mx.error, opts_.failure_ttl);
+    case Answer::Status::NoData:
+      r->implicit_mx = true;  // RFC 5321 §5.1: the domain itself, at preference 0
+      exchangers.emplace_back(0, domain);
+      ttl = 86400;
+      break;
+    case Answer::Status::Ok:
+      for (const auto& rd : mx.rdata) {
+        std::uint16_t pref = 0;
+        std::string name;
+        if (!parse_mx_rdata(rd, pref, name)) continue;
+        if (name.empty()) {
+          // RFC 7505: a null MX ("0 .") says the domain accepts no mail at all.
+          co_return fail(Route::Status::Permanent, 556, "5.1.10",
+                         "Domain " + domain + " does not accept mail (null MX, RFC 7505)",
+                         opts_.negative_ttl);
+        }
+        exchangers.emplace_back(pref, std::move(name));
+      }
+      if (exchangers.empty()) {
+        co_return fail(Route::Status::Temporary, 451, "4.4.3",
+                       "Unreadable MX records for " + domain, opts_.failure_ttl);
+      }
+      break;
+  }
+  // Preference order; equal preferences shuffled to spread the load (RFC 5321 §5.1).
+  std::stable_sort(exchangers.begin(), exchangers.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = exchangers.begin(); it != exchangers.end();) {
+      auto end =
+          std::find_if(it, exchangers.end(), [&](const auto& e) { return e.first != it->first; });
+      std::shuffle(it, end, rng_);
+      it = end;
+    }
+  }
+  if (exchangers.size() > opts_.mx_limit) exchangers.resize(opts_.mx_limit);
+  std::string last_error;
+  bool any_temporary = false;
+  for (const auto& [pref, name] : exchangers) {
+    std::vector<std::string> ips;
+    Answer::Status st = Answer::Status::Ok;
+    std::string error;
+    co_await addresses(name, ips, ttl, st, error);
+    if (st == Answer::Status::Failed) {
+      any_temporary = true;
+      last_error = "address of " + name + ": " + error;
+    } else if (ips.empty()) {
+      last_error = name + " has no address";
+    }
+    for (auto& ip : ips)
+      r->hosts.push_back({name, config::Endpoint{config::Endpoint::Kind::Tcp, ip, opts_.port, {}}});
+  }
+  if (r->hosts.empty()) {
+    if (r->implicit_mx && !any_temporary) {
+      co_return fail(Route::Status::Permanent, 550, "5.1.2",
+                     "Domain " + domain + " has no MX and no address", opts_.negative_ttl);
+    }
+    co_return fail(Route::Status::Temporary, 451, "4.4.3",
+                   "No address for the mail hosts of " + domain + ": " + last_error,
+                   opts_.failure_ttl);
+  }
+  r->status = Route::Status::Ok;
+  r->expires = now + clamp(ttl);
+  co_return r;
+}
+
+}  // namespace mma::dns

@@ -1,0 +1,74 @@
+// dns/mx_cache: where a domain's mail goes, from MX and then A/AAAA records, cached for their
+// TTL (the patent's DNS cache; DESIGN.md §8).
+//
+// MX in preference order, equal preferences shuffled (RFC 5321 §5.1); at most mx_limit
+// exchangers; no MX: the domain's own addresses (implicit MX); null MX (RFC 7505) and NXDOMAIN:
+// permanent; SERVFAIL and time-outs: temporary. Answers are kept for their TTL clamped to
+// [min_ttl, max_ttl], negative ones briefly; the cache is bounded with LRU eviction; concurrent
+// look-ups of one domain become one query (the patent's q_dnsip). Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dns/resolver.hpp"
+#include "dns/route.hpp"
+#include "net/asio.hpp"
+#include "net/wakeup.hpp"
+
+namespace mma::dns {
+
+struct MxCacheOptions {
+  std::uint16_t port = 25;  // of the remote MTAs
+  std::size_t mx_limit = 5;
+  std::chrono::milliseconds min_ttl{60'000};
+  std::chrono::milliseconds max_ttl{86'400'000};
+  std::chrono::milliseconds negative_ttl{60'000};  // NXDOMAIN, null MX
+  std::chrono::milliseconds failure_ttl{5'000};    // SERVFAIL, time-outs: do not hammer
+  std::size_t capacity = 100'000;                  // domains
+  bool ipv6 = true;
+};
+
+struct MxCacheStats {
+  std::uint64_t hits = 0, misses = 0, merged = 0, evicted = 0;
+  std::size_t size = 0;
+};
+
+class MxCache {
+ public:
+  MxCache(Resolver& resolver, MxCacheOptions opts);
+
+  // The route for `domain` (lower case). Resumes on the caller's executor.
+  net::Task<RouteRef> route(std::string domain);
+  [[nodiscard]] MxCacheStats stats() const;
+
+  // Exposed for queues with `resolve = true`: a look-up that bypasses the cache.
+  net::Task<RouteRef> resolve(const std::string& domain);
+
+ private:
+  net::Task<void> addresses(const std::string& name, std::vector<std::string>& out,
+                            std::uint32_t& ttl, Answer::Status& status, std::string& error);
+  void store(const std::string& domain, const RouteRef& route);
+
+  Resolver& resolver_;
+  const MxCacheOptions opts_;
+  mutable std::mutex mu_;
+  struct Entry {
+    RouteRef route;
+    std::list<std::string>::iterator lru;
+  };
+  std::unordered_map<std::string, Entry> entries_;
+  std::list<std::string> lru_;  // most recent first
+  std::unordered_map<std::string, std::vector<std::shared_ptr<net::Wakeup>>> in_flight_;
+  std::mt19937 rng_{std::random_device{}()};
+  MxCacheStats stats_;
+};
+
+}  // namespace mma::dns

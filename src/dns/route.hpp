@@ -1,0 +1,36 @@
+// dns/route: where mail for a destination goes: the hosts to try, in order, or why there are
+// none (RFC 5321 §5.1). Built from MX records by MxCache, or from a queue's static `mx`.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/endpoint.hpp"
+#include "smtp/reply.hpp"
+
+namespace mma::dns {
+
+struct Route {
+  enum class Status : unsigned char {
+    Ok,         // hosts to try
+    Permanent,  // the domain has no mail service: bounce (NXDOMAIN 5.1.2, null MX 5.1.10)
+    Temporary,  // DNS failed for now: defer
+  };
+  Status status = Status::Temporary;
+  // In the order to try: MX preference, equal preferences shuffled; each address of an
+  // exchanger is its own entry (`name` says which exchanger).
+  struct Host {
+    std::string name;
+    config::Endpoint endpoint;
+  };
+  std::vector<Host> hosts;
+  bool implicit_mx = false;  // no MX record: the domain's own address (RFC 5321 §5.1)
+  smtp::Reply error;         // for Permanent and Temporary
+  std::chrono::steady_clock::time_point expires{};
+};
+
+using RouteRef = std::shared_ptr<const Route>;
+
+}  // namespace mma::dns

@@ -1,0 +1,165 @@
+#include "dns/mx_cache.hpp"
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+
+#include <set>
+#include <thread>
+
+namespace mma::dns {
+namespace {
+
+Answer ok(std::vector<std::string> rdata, std::uint32_t ttl = 300) {
+  return Answer{Answer::Status::Ok, std::move(rdata), ttl, false, {}};
+}
+
+std::string a(const char* ip) {
+  std::string out(4, '\0');
+  inet_pton(AF_INET, ip, out.data());
+  return out;
+}
+
+std::string aaaa(const char* ip) {
+  std::string out(16, '\0');
+  inet_pton(AF_INET6, ip, out.data());
+  return out;
+}
+
+class MxCacheTest : public ::testing::Test {
+ protected:
+  RouteRef lookup(MxCache& cache, const std::string& domain) {
+    RouteRef out;
+    asio::co_spawn(
+        ctx,
+        [](MxCache& c, std::string d, RouteRef& r) -> net::Task<void> { r = co_await c.route(d); }(
+                                                       cache, domain, out),
+        asio::detached);
+    ctx.run();
+    ctx.restart();
+    return out;
+  }
+
+  asio::io_context ctx;
+  ZoneResolver zone;
+  MxCacheOptions opts() {
+    MxCacheOptions o;
+    o.port = 2526;
+    o.mx_limit = 3;
+    return o;
+  }
+};
+
+TEST_F(MxCacheTest, ExchangersInPreferenceOrderWithTheirAddresses) {
+  zone.add("ex.test", RrType::Mx, ok({mx_rdata(20, "mx2.ex.test"), mx_rdata(10, "mx1.ex.test")}));
+  zone.add("mx1.ex.test", RrType::A, ok({a("127.0.0.11")}));
+  zone.add("mx1.ex.test", RrType::Aaaa, ok({aaaa("::1")}));
+  zone.add("mx2.ex.test", RrType::A, ok({a("127.0.0.12")}));
+  MxCache cache(zone, opts());
+  auto r = lookup(cache, "ex.test");
+  ASSERT_EQ(r->status, Route::Status::Ok);
+  ASSERT_EQ(r->hosts.size(), 3u);
+  EXPECT_EQ(r->hosts[0].name, "mx1.ex.test");
+  EXPECT_EQ(r->hosts[0].endpoint.host, "127.0.0.11");
+  EXPECT_EQ(r->hosts[0].endpoint.port, 2526);
+  EXPECT_EQ(r->hosts[1].endpoint.host, "::1");
+  EXPECT_EQ(r->hosts[2].name, "mx2.ex.test");
+  EXPECT_FALSE(r->implicit_mx);
+}
+
+TEST_F(MxCacheTest, EqualPreferencesAreShuffledAndMxLimitApplies) {
+  std::vector<std::string> mxs;
+  for (int i = 0; i < 6; ++i) {
+    const std::string name = "mx" + std::to_string(i) + ".eq.test";
+    mxs.push_back(mx_rdata(10, name));
+    zone.add(name, RrType::A, ok({a(("127.0.1." + std::to_string(i)).c_str())}));
+  }
+  zone.add("eq.test", RrType::Mx, ok(mxs));
+  std::set<std::string> firsts;
+  for (int round = 0; round < 30; ++round) {
+    MxCache cache(zone, opts());
+    auto r = lookup(cache, "eq.test");
+    ASSERT_EQ(r->hosts.size(), 3u);  // mx_limit
+    firsts.insert(r->hosts[0].name);
+  }
+  EXPECT_GT(firsts.size(), 1u);
+}
+
+TEST_F(MxCacheTest, ImplicitMxNullMxNxdomainAndFailures) {
+  zone.add("plain.test", RrType::A, ok({a("127.0.0.5")}));
+  zone.add("plain.test", RrType::Mx, Answer{Answer::Status::NoData, {}, 60, false, {}});
+  zone.add("null.test", RrType::Mx, ok({mx_rdata(0, "")}));
+  zone.add("broken.test", RrType::Mx, Answer{Answer::Status::Failed, {}, 0, false, "SERVFAIL"});
+  zone.add("noaddr.test", RrType::Mx, Answer{Answer::Status::NoData, {}, 60, false, {}});
+  zone.add("noaddr.test", RrType::Txt, ok({"x"}));
+  MxCache cache(zone, opts());
+  auto plain = lookup(cache, "plain.test");
+  ASSERT_EQ(plain->status, Route::Status::Ok);
+  EXPECT_TRUE(plain->implicit_mx);
+  EXPECT_EQ(plain->hosts[0].endpoint.host, "127.0.0.5");
+  auto null = lookup(cache, "null.test");
+  EXPECT_EQ(null->status, Route::Status::Permanent);
+  EXPECT_EQ(null->error.code, 556);
+  EXPECT_EQ(null->error.enhanced, "5.1.10");
+  auto nx = lookup(cache, "nowhere.test");
+  EXPECT_EQ(nx->status, Route::Status::Permanent);
+  EXPECT_EQ(nx->error.enhanced, "5.1.2");
+  auto broken = lookup(cache, "broken.test");
+  EXPECT_EQ(broken->status, Route::Status::Temporary);
+  EXPECT_EQ(broken->error.code, 451);
+  auto noaddr = lookup(cache, "noaddr.test");
+  EXPECT_EQ(noaddr->status, Route::Status::Permanent);
+  auto literal = lookup(cache, "[192.0.2.7]");
+  ASSERT_EQ(literal->status, Route::Status::Ok);
+  EXPECT_EQ(literal->hosts[0].endpoint.host, "192.0.2.7");
+}
+
+TEST_F(MxCacheTest, CachesForTheTtlAndMergesConcurrentLookups) {
+  zone.add("c.test", RrType::Mx, ok({mx_rdata(10, "mx.c.test")}, 1));
+  zone.add("mx.c.test", RrType::A, ok({a("127.0.0.9")}, 1));
+  zone.delay = std::chrono::milliseconds(20);
+  MxCacheOptions o = opts();
+  o.ipv6 = false;
+  o.min_ttl = std::chrono::milliseconds(100);  // TTL 1 s, clamped down to... no: up to min, and
+  o.max_ttl = std::chrono::milliseconds(100);  // down to max: 100 ms
+  MxCache cache(zone, o);
+  RouteRef r1, r2, r3;
+  auto get = [](MxCache& c, RouteRef& r) -> net::Task<void> { r = co_await c.route("c.test"); };
+  asio::co_spawn(ctx, get(cache, r1), asio::detached);
+  asio::co_spawn(ctx, get(cache, r2), asio::detached);
+  asio::co_spawn(ctx, get(cache, r3), asio::detached);
+  ctx.run();
+  ctx.restart();
+  EXPECT_EQ(zone.queries(), 2);  // one MX, one A: three look-ups became one
+  EXPECT_EQ(r1, r2);
+  EXPECT_EQ(cache.stats().merged, 2u);
+  lookup(cache, "c.test");
+  EXPECT_EQ(zone.queries(), 2);  // cached
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  lookup(cache, "c.test");
+  EXPECT_EQ(zone.queries(), 4);  // expired: asked again
+}
+
+TEST_F(MxCacheTest, BoundedWithLeastRecentlyUsedEviction) {
+  for (const char* d : {"a.test", "b.test", "c.test"}) {
+    zone.add(d, RrType::Mx, ok({mx_rdata(10, std::string("mx.") + d)}));
+    zone.add(std::string("mx.") + d, RrType::A, ok({a("127.0.0.1")}));
+  }
+  MxCacheOptions o = opts();
+  o.capacity = 2;
+  o.ipv6 = false;
+  MxCache cache(zone, o);
+  lookup(cache, "a.test");
+  lookup(cache, "b.test");
+  lookup(cache, "a.test");  // a is now the most recent
+  lookup(cache, "c.test");  // evicts b
+  EXPECT_EQ(cache.stats().evicted, 1u);
+  const int before = zone.queries();
+  lookup(cache, "a.test");
+  EXPECT_EQ(zone.queries(), before);
+  lookup(cache, "b.test");
+  EXPECT_GT(zone.queries(), before);
+}
+
+}  // namespace
+}  // namespace mma::dns
