@@ -22,7 +22,7 @@ net::Task<void> RouteSource::refresh(const config::QueueSection& queue) {
   for (;;) {
     dns::RouteRef r;
     if (cache_ != nullptr)
-      r = co_await cache_->resolve(domain);  // (no co_await inside ?: with GCC 12)
+      r = co_await cache_->resolve(domain);  // not in a conditional expression: GCC 12
     bool ok = r && r->status == dns::Route::Status::Ok;
     if (r) {
       std::lock_guard lock(mu_);

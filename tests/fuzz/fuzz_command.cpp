@@ -13,8 +13,11 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace mma::smtp;
   const bool lmtp = size > 0 && (data[0] & 1);
-  ServerProtocol proto(ServerOptions{.lmtp = lmtp, .hostname = "fuzz", .max_message_size = 4096,
-                                     .max_recipients = 5, .max_errors = 50});
+  ServerProtocol proto(ServerOptions{.lmtp = lmtp,
+                                     .hostname = "fuzz",
+                                     .max_message_size = 4096,
+                                     .max_recipients = 5,
+                                     .max_errors = 50});
   LineBuffer in(1024);
   std::string out;
   std::string body;
@@ -23,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   bool discarding = false;
   while (pos < size) {
     auto room = in.prepare(64);
-    const std::size_t n = std::min(room.size(), std::min<std::size_t>(size - pos, 1 + data[pos] % 97));
+    const std::size_t n =
+        std::min(room.size(), std::min<std::size_t>(size - pos, 1 + data[pos] % 97));
     std::copy(data + pos, data + pos + n, room.begin());
     in.commit(n);
     pos += n;

@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string a = "a@example.test", b = "b@example.test", c = "c@example.test";
   while (pos < size) {
     auto room = in.prepare(64);
-    const std::size_t n = std::min(room.size(), std::min<std::size_t>(size - pos, 1 + data[pos] % 61));
+    const std::size_t n =
+        std::min(room.size(), std::min<std::size_t>(size - pos, 1 + data[pos] % 61));
     std::copy(data + pos, data + pos + n, room.begin());
     in.commit(n);
     pos += n;
@@ -35,12 +36,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       (void)r.summary();
       if (first) {
         ext = parse_extensions(r);
-        tx.emplace(TransactionInput{"s@example.test", {a, b, c}, 100, true, (r.code & 1) != 0}, ext);
+        const bool lmtp = (r.code & 1) != 0, eightbit = (r.code & 2) != 0, utf8 = (r.code & 4) != 0;
+        tx.emplace(TransactionInput{"s@example.test", {a, b, c}, 100, eightbit, lmtp, utf8}, ext);
         first = false;
         continue;
       }
       if (tx->step() == ClientTransaction::Step::Send) (void)tx->take_commands();
-      if (tx->step() == ClientTransaction::Step::SendBody || tx->step() == ClientTransaction::Step::SendEndOfData) {
+      if (tx->step() == ClientTransaction::Step::SendBody ||
+          tx->step() == ClientTransaction::Step::SendEndOfData) {
         tx->body_sent();
       }
       if (tx->step() == ClientTransaction::Step::Done) {
