@@ -129,6 +129,40 @@ TEST(ClientTransaction, RespectsRemoteSizeLimit) {
   EXPECT_EQ(tx.results()[0].code, 552);
 }
 
+TEST(ClientTransaction, WhatTheServerCannotTakeIsNotSent) {
+  Extensions plain = ext(true);
+  plain.eightbitmime = false;
+  ClientTransaction eightbit(input(), plain);  // input() is 8-bit
+  ASSERT_EQ(eightbit.step(), ClientTransaction::Step::Done);
+  EXPECT_EQ(eightbit.results()[0].code, 554);
+  EXPECT_EQ(eightbit.results()[0].enhanced, "5.6.3");
+  TransactionInput utf8 = input();
+  utf8.eightbit = false;
+  utf8.smtputf8 = true;
+  ClientTransaction no_utf8(utf8, ext(true));
+  ASSERT_EQ(no_utf8.step(), ClientTransaction::Step::Done);
+  EXPECT_EQ(no_utf8.results()[2].enhanced, "5.6.7");
+  Extensions with_utf8 = ext(true);
+  with_utf8.smtputf8 = true;
+  ClientTransaction yes(utf8, with_utf8);
+  EXPECT_EQ(yes.take_commands().substr(0, 45), "MAIL FROM:<s@x.test> SIZE=1234 SMTPUTF8\r\nRCPT");
+}
+
+TEST(ClientTransaction, RefusedAtRcptIsKnown) {
+  ClientTransaction tx(input(), ext(true));
+  tx.take_commands();
+  tx.on_reply(make_reply(250, "", "ok"));
+  tx.on_reply(make_reply(250, "", "ok"));
+  tx.on_reply(make_reply(452, "4.5.3", "too many"));
+  tx.on_reply(make_reply(452, "4.5.3", "too many"));
+  tx.on_reply(make_reply(354, "", "go"));
+  tx.body_sent();
+  tx.on_reply(make_reply(250, "", "ok"));
+  EXPECT_FALSE(tx.refused_at_rcpt(0));
+  EXPECT_TRUE(tx.refused_at_rcpt(1));
+  EXPECT_EQ(tx.results()[1].code, 452);
+}
+
 TEST(Extensions, ParsesKeywords) {
   Reply r = make_reply(
       250, "", "mx.test hello\nPIPELINING\nSIZE 5000\n8bitmime\nSTARTTLS\nENHANCEDSTATUSCODES");
