@@ -64,10 +64,10 @@ def dnsmasq(tmp_path):
         d.stop()
 
 
-def dns_config(dns_port, deliver_port, extra_queue="", extra_dns='timeout = "2s"'):
+def dns_config(dns_port, deliver_port, extra_queue="", extra_dns='timeout = "2s"', max_mta=100):
     return (f'[delivery]\nport = {deliver_port}\ntimeouts = {{ connect = "2s" }}\n'
             f'[dns]\nservers = ["127.0.0.1:{dns_port}"]\nipv6 = false\n{extra_dns}\n'
-            f'[[queue]]\nname = "general"\nmax_mta = 100\nretry_delay = "50ms"\nretry_delay_max = "200ms"\n'
+            f'[[queue]]\nname = "general"\nmax_mta = {max_mta}\nretry_delay = "50ms"\nretry_delay_max = "200ms"\n'
             f'{extra_queue}\n')
 
 
@@ -178,3 +178,24 @@ def test_a_resolve_queue_looks_up_its_domain_once(sink, serve, dnsmasq):
     finals = srv.wait_finals(40)
     assert all(e["event"] == "delivered" and e["queue"] == "big" for e in finals)
     assert dns.queries("big.test") == 1 and dns.queries("x.big.test") == 0
+
+
+@pytest.mark.parametrize("max_mta,cache", [(2, 1), (1, 5)])
+def test_the_connection_cache(sink, serve, dnsmasq, max_mta, cache):
+    """Idle connections are kept to the `connection_cache` most recent destinations; at max_mta a
+    new destination takes over the least recently used idle connection (patent §C)."""
+    sport = free_port()
+    dns = dnsmasq([f"--mx-host=c{d}.test,mx.hosts.test,10" for d in range(4)] + ["--host-record=mx.hosts.test,127.0.0.1"])
+    s = sink(listen=[f"127.0.0.1:{sport}"])
+    port = free_port()
+    srv = serve(listener(port) + dns_config(dns.port, sport, f'connection_cache = {cache}\ntimeouts = {{ idle = "60s" }}\n',
+                                            max_mta=max_mta))
+    import smtplib
+    for d in range(4):
+        with smtplib.SMTP("127.0.0.1", port) as c:
+            c.sendmail("a@b.test", [f"u@c{d}.test"], f"Message-ID: <cc{d}@x>\r\n\r\nx\r\n".encode())
+        srv.wait_finals(d + 1)
+    counts = wait_until(lambda: s.counts() if s.counts()["current_sessions"] == 1 else None,
+                        what="one idle connection left (to the most recent destination)")
+    assert counts["sessions"] == 4  # one per destination: each was a new connection
+    assert all(e["event"] == "delivered" for e in srv.finals())
