@@ -68,3 +68,39 @@ def test_statistics_are_logged_at_the_interval(sink, serve):
     s = sink()
     srv = serve(listener(free_port()) + DEFAULT_QUEUE.format(mx=s.address), stats_interval="200ms")
     wait_until(lambda: srv.output().count("queue general:") >= 3, what="three periodic statistics lines")
+
+
+def test_sigterm_refuses_new_mail_and_every_acknowledged_recipient_keeps_one_outcome(sink, serve):
+    import collections
+    import smtplib
+    import threading
+    s = sink("--data-delay", "400ms")  # slower than the composer: mail piles up in the queue
+    port = free_port()
+    srv = serve(listener(port) + DEFAULT_QUEUE.format(mx=s.address).replace("max_mta = 20", "max_mta = 2"),
+                shutdown_grace="1s")
+    acked, refused = [], []
+
+    def composer():
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+                for i in range(10000):
+                    c.sendmail("a@b.test", [f"r{i}@x.test"], f"Message-ID: <t{i}@x>\r\n\r\nx\r\n".encode())
+                    acked.append(f"r{i}@x.test")
+        except smtplib.SMTPSenderRefused as e:
+            refused.append(e.smtp_code)
+        except (smtplib.SMTPServerDisconnected, ConnectionError):
+            pass
+
+    t = threading.Thread(target=composer)
+    t.start()
+    wait_until(lambda: len(acked) >= 20, what="20 acknowledged messages")
+    srv.process.proc.send_signal(signal.SIGTERM)
+    t.join(30)
+    assert srv.process.proc.wait(30) == 0
+    assert refused == [421]  # RFC 5321 §3.8: the next MAIL after SIGTERM
+    finals = collections.Counter(e["rcpt"] for e in srv.finals())
+    # Every acknowledged recipient has exactly one final outcome: delivered, or failed at shutdown.
+    assert all(finals[r] == 1 for r in acked), [r for r in acked if finals[r] != 1][:5]
+    failed = [e for e in srv.finals() if e["event"] == "failed"]
+    assert failed and all("mma stopped before delivering it" in e["reply"] for e in failed)
+    assert "logged as failed" in srv.output()
