@@ -17,14 +17,14 @@ std::optional<std::string> DomainAdvisor::count(std::string_view domain,
       if (top != nullptr &&
           static_cast<double>(top->second) >= share_ * static_cast<double>(total_)) {
         char buf[512];
-        std::snprintf(buf, sizeof buf,
-                      "domain %s carried %.0f%% of this queue's jobs (%zu of %zu) in the last %.1f s: "
-                      "consider a queue of its own: [[queue]] name = \"%s\" domains = [\"%s\"]",
-                      top->first.c_str(),
-                      100.0 * static_cast<double>(top->second) / static_cast<double>(total_),
-                      top->second, total_,
-                      std::chrono::duration<double>(now - start_).count(),
-                      top->first.c_str(), top->first.c_str());
+        std::snprintf(
+            buf, sizeof buf,
+            "domain %s carried %.0f%% of this queue's jobs (%zu of %zu) in the last %.1f s: "
+            "consider a queue of its own: [[queue]] name = \"%s\" domains = [\"%s\"]",
+            top->first.c_str(),
+            100.0 * static_cast<double>(top->second) / static_cast<double>(total_), top->second,
+            total_, std::chrono::duration<double>(now - start_).count(), top->first.c_str(),
+            top->first.c_str());
         advice = buf;
       }
     }
