@@ -15,6 +15,7 @@ target_link_libraries(asio INTERFACE Threads::Threads)
 
 find_package(OpenSSL 3 REQUIRED)
 find_package(PkgConfig REQUIRED)
+find_package(RocksDB CONFIG REQUIRED)
 # libunbound's .pc needs libevent-dev installed (../shared/STACK.md, pitfall 1).
 pkg_check_modules(UNBOUND REQUIRED IMPORTED_TARGET libunbound)
 find_package(tomlplusplus CONFIG REQUIRED)

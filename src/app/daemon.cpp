@@ -14,6 +14,7 @@
 
 #include <algorithm>
 
+#include "core/spool_ticket.hpp"
 #include "delivery/mta_worker.hpp"
 #include "dns/mx_cache.hpp"
 #include "dns/unbound_resolver.hpp"
@@ -23,6 +24,7 @@
 #include "observe/accounting_log.hpp"
 #include "routing/queue.hpp"
 #include "routing/router.hpp"
+#include "spool/spool.hpp"
 
 namespace mma::app {
 namespace {
@@ -71,8 +73,14 @@ class Daemon {
     for (auto& q : queues_) raw.push_back(q.get());
     router_ = std::make_unique<routing::Router>(raw);
     try {
+      if (!cfg_.spool.path.empty()) {
+        spool_ = std::make_unique<spool::Spool>(
+            spool::SpoolOptions{cfg_.spool.path, cfg_.spool.sync, cfg_.spool.min_free});
+        recover();
+      }
       for (const auto& lc : cfg_.listeners) {
-        listeners_.push_back(std::make_unique<inbound::Listener>(loops_, lc, *router_));
+        listeners_.push_back(
+            std::make_unique<inbound::Listener>(loops_, lc, *router_, spool_.get()));
         listeners_.back()->start();
       }
     } catch (const std::exception& e) {
@@ -91,6 +99,40 @@ class Daemon {
   }
 
  private:
+  // Everything the spool still holds goes back to the queues, before any new mail is taken.
+  void recover() {
+    const auto start = std::chrono::steady_clock::now();
+    std::size_t messages = 0, unroutable = 0;
+    const std::size_t recipients =
+        spool_->recover([&](std::shared_ptr<Message> m, std::vector<Recipient> rcpts) {
+          ++messages;
+          std::vector<Recipient> routable;
+          for (auto& r : rcpts) {
+            if (router_->route(r.domain()) != nullptr) {
+              routable.push_back(std::move(r));
+              continue;
+            }
+            // The configuration changed since: no queue takes this domain any more.
+            ++unroutable;
+            const smtp::Reply reply =
+                smtp::make_reply(451, "4.4.0", "No queue routes this domain any more");
+            Job job;
+            job.message = m;
+            job.queued = Clock::now();
+            accounting_.record(observe::AccountingEvent{Outcome::Failed, *m, r, "", "", reply});
+            m->spooled->recipient_final(r.index);
+          }
+          if (!routable.empty()) router_->dispatch(m, std::move(routable));
+        });
+    const auto ms =
+        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start).count();
+    if (messages > 0) {
+      spdlog::info(
+          "spool: recovered {} recipient(s) of {} message(s) in {} ms{}", recipients, messages, ms,
+          unroutable ? fmt::format(" ({} no longer routable: failed)", unroutable) : std::string());
+    }
+  }
+
   // The resolver and the MX cache, if any queue resolves through DNS; the TLS client context.
   void start_dns() {
     tls_ = net::make_client_tls_context();
@@ -196,10 +238,12 @@ class Daemon {
       abandoned += q->abandon(
           "mma stopped before delivering it (ack mode received keeps mail in memory only)");
     }
+    std::size_t kept = 0;
+    for (auto& q : queues_) kept += q->kept_in_spool();
     if (abandoned > 0) {
       spdlog::warn("shutting down: {} queued recipient(s) not delivered, logged as failed",
                    abandoned);
-    } else {
+    } else if (kept == 0) {
       spdlog::info("all queues are empty");
     }
     for (auto& q : queues_) q->stop();
@@ -217,6 +261,21 @@ class Daemon {
           [this, rounds](std::error_code) { stop_when_workers_gone(rounds + 1); });
       return;
     }
+    std::size_t unknown = 0, kept = 0;
+    for (auto& q : queues_) {
+      kept += q->kept_in_spool();
+      unknown += q->backlog_recipients();
+    }
+    if (spool_) {
+      spool_->flush();
+      if (kept > 0) spdlog::info("{} recipient(s) stay in the spool for the next start", kept);
+    }
+    if (unknown > 0) {
+      spdlog::error(
+          "{} recipient(s) were in transactions that did not end in time: their fate is unknown{}",
+          unknown, spool_ ? " (those in the spool are tried again after the next start)" : "");
+    }
+    log_stats(queues_);
     loops_.stop();
   }
 
@@ -231,6 +290,7 @@ class Daemon {
   std::unique_ptr<delivery::WorkerContext> worker_ctx_;
   std::vector<std::unique_ptr<routing::Queue>> queues_;
   std::unique_ptr<routing::Router> router_;
+  std::unique_ptr<spool::Spool> spool_;
   std::vector<std::unique_ptr<inbound::Listener>> listeners_;
   config::ListenerSection stdio_cfg_;
   std::unique_ptr<inbound::ListenerContext> stdio_ctx_;

@@ -156,6 +156,10 @@ int main(int argc, char** argv) {
   compose_cmd->add_flag("--lmtp", inj.lmtp, "Speak LMTP");
   compose_cmd->add_option("--progress", progress, "auto, always, never")->capture_default_str();
   compose_cmd->add_option("--summary-json", summary_path, "Also write the summary as JSON here");
+  compose_cmd->add_option("--acked-log", inj.acked_log,
+                          "Append the Message-ID of every accepted message here");
+  compose_cmd->add_option("--reconnects", inj.reconnects, "Attempts per connection after a failure")
+      ->capture_default_str();
 
   auto* ref_cmd =
       app.add_subcommand("config-reference", "Print the configuration reference (Markdown)");

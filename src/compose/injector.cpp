@@ -7,6 +7,7 @@
 #include "core/json.hpp"
 #include "delivery/smtp_client.hpp"
 #include "net/connect.hpp"
+#include "smtp/header_scan.hpp"
 
 namespace mma::compose {
 namespace {
@@ -21,6 +22,7 @@ struct Run {
   std::size_t next = 0;
   std::size_t done = 0;  // messages with an answer (or given up)
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::FILE* acked = nullptr;
 };
 
 void count_reason(Run& run, const smtp::Reply& r) {
@@ -39,7 +41,8 @@ net::Task<void> connection(Run& run, unsigned id) {
   const delivery::TlsOptions no_tls;
   t.banner = t.command = t.data = t.data_done = run.opts.timeout;
   auto session = [&]() -> net::Task<void> {
-    for (int attempt = 0; attempt < 3 && run.next < run.campaign.size(); ++attempt) {
+    for (int attempt = 0; attempt < run.opts.reconnects && run.next < run.campaign.size();
+         ++attempt) {
       net::Connected c = co_await net::connect(run.opts.server, milliseconds(30'000));
       if (!c.stream) {
         std::fprintf(stderr, "compose: connection %u: %s: %s\n", id,
@@ -86,6 +89,10 @@ net::Task<void> connection(Run& run, unsigned id) {
         }
         if (all_ok) {
           ++run.result.accepted;
+          if (run.acked) {
+            std::fprintf(run.acked, "%s\n", smtp::find_header(m.wire, "Message-ID").c_str());
+            std::fflush(run.acked);
+          }
         } else if (any_permanent) {
           ++run.result.rejected;
         } else {
@@ -135,6 +142,7 @@ void print_progress(const Run& run, bool tty, bool final) {
 InjectResult inject(const SyntheticCampaign& campaign, const InjectOptions& opts) {
   asio::io_context ctx(1);
   Run run{campaign, opts, {}};
+  if (!opts.acked_log.empty()) run.acked = std::fopen(opts.acked_log.c_str(), "a");
   const bool tty = opts.progress == InjectOptions::Progress::Always ||
                    (opts.progress == InjectOptions::Progress::Auto && ::isatty(2) != 0);
   const bool show = opts.progress != InjectOptions::Progress::Never;
@@ -164,6 +172,7 @@ InjectResult inject(const SyntheticCampaign& campaign, const InjectOptions& opts
   ctx.run();
   run.result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
+  if (run.acked) std::fclose(run.acked);
   if (show) print_progress(run, tty, true);
   return run.result;
 }

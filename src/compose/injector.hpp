@@ -20,6 +20,8 @@ struct InjectOptions {
   std::string helo = "composer.test";
   enum class Progress { Auto, Always, Never } progress = Progress::Auto;
   std::chrono::milliseconds timeout{600'000};  // per reply; RFC 5321 §4.5.3.2.6 allows 10 min
+  std::string acked_log;  // when set, the Message-ID of every accepted message is appended here
+  int reconnects = 3;     // attempts per connection after a failure
 };
 
 struct InjectResult {

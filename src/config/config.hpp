@@ -21,7 +21,7 @@ namespace mma::config {
 using Duration = std::chrono::milliseconds;
 
 enum class Protocol : unsigned char { Smtp, Lmtp };
-enum class AckMode : unsigned char { Received, Delivered };
+enum class AckMode : unsigned char { Received, Spooled, Delivered };
 
 struct ServerSection {
   std::string hostname;  // banner, EHLO and Received: headers
@@ -61,6 +61,12 @@ struct DeliverySection {
   std::uint16_t port = 25;
   std::string helo_name;
   Timeouts timeouts;
+};
+
+struct SpoolSection {
+  std::string path;  // empty: no spool
+  bool sync = true;
+  std::uint64_t min_free = 128ull << 20;
 };
 
 struct DnsSection {
@@ -116,6 +122,7 @@ struct Config {
   std::vector<ListenerSection> listeners;
   DeliverySection delivery;
   DnsSection dns;
+  SpoolSection spool;
   std::vector<QueueSection> queues;
 };
 

@@ -240,10 +240,12 @@ ListenerSection read_listener(const std::string& file, const toml::table& t, std
   const std::string ack = r.string("ack", "received");
   if (ack == "received") {
     l.ack = AckMode::Received;
+  } else if (ack == "spooled") {
+    l.ack = AckMode::Spooled;
   } else if (ack == "delivered") {
     l.ack = AckMode::Delivered;
   } else {
-    r.fail("ack", "expected \"received\" or \"delivered\", got \"" + ack + "\"");
+    r.fail("ack", "expected \"received\", \"spooled\" or \"delivered\", got \"" + ack + "\"");
   }
   bool allow_given = false;
   r.strings("allow", [&](const std::string& s, int line) {
@@ -310,6 +312,14 @@ void read_dns(const std::string& file, const toml::table& t, DnsSection& d) {
   d.cache_size = r.integer<std::size_t>("cache_size", d.cache_size, 1, 100'000'000);
   d.ipv6 = r.boolean("ipv6", d.ipv6);
   if (d.timeout.count() == 0) r.fail("timeout", "must be greater than 0");
+  r.check_unknown();
+}
+
+void read_spool(const std::string& file, const toml::table& t, SpoolSection& s) {
+  TableReader r(file, t, "spool", "[spool]");
+  s.path = r.required_string("path");
+  s.sync = r.boolean("sync", s.sync);
+  s.min_free = r.size("min_free", s.min_free);
   r.check_unknown();
 }
 
@@ -454,6 +464,11 @@ void validate(Config& c) {
   }
   std::set<std::string> addresses;
   for (const auto& l : c.listeners) {
+    if (l.ack == AckMode::Spooled && c.spool.path.empty()) {
+      throw ConfigError(
+          file + ":" + std::to_string(l.line) +
+          ": key 'ack' in [[listener]]: \"spooled\" needs a spool: add [spool] path = \"...\"");
+    }
     if (!addresses.insert(l.address.to_string()).second) {
       throw ConfigError(file + ":" + std::to_string(l.line) + ": key 'address' in [[listener]]: '" +
                         l.address.to_string() + "' is used twice");
@@ -482,6 +497,10 @@ Config parse_config(std::string_view text, const std::string& path) {
       if (!v.is_table())
         throw ConfigError(path + ":" + std::to_string(line) + ": key 'server': expected [server]");
       read_server(path, *v.as_table(), c.server);
+    } else if (key == "spool") {
+      if (!v.is_table())
+        throw ConfigError(path + ":" + std::to_string(line) + ": key 'spool': expected [spool]");
+      read_spool(path, *v.as_table(), c.spool);
     } else if (key == "dns") {
       if (!v.is_table())
         throw ConfigError(path + ":" + std::to_string(line) + ": key 'dns': expected [dns]");
@@ -492,9 +511,9 @@ Config parse_config(std::string_view text, const std::string& path) {
                           ": key 'delivery': expected [delivery]");
       read_delivery(path, *v.as_table(), c.delivery);
     } else if (key != "listener" && key != "queue") {
-      throw ConfigError(
-          path + ":" + std::to_string(line) + ": key '" + key +
-          "': unknown section (expected [server], [[listener]], [delivery], [dns], [[queue]])");
+      throw ConfigError(path + ":" + std::to_string(line) + ": key '" + key +
+                        "': unknown section (expected [server], [[listener]], [delivery], [dns], "
+                        "[spool], [[queue]])");
     }
   }
   if (c.delivery.helo_name.empty()) c.delivery.helo_name = c.server.hostname;

@@ -26,9 +26,10 @@ constexpr std::array kParams{
           "\"host:port\", \"[v6]:port\" or \"unix:/path\"."},
     Param{"listener", "protocol", "\"smtp\" or \"lmtp\"", "\"smtp\"",
           "ESMTP (RFC 5321) or LMTP (RFC 2033: one reply per recipient after DATA)."},
-    Param{"listener", "ack", "\"received\" or \"delivered\"", "\"received\"",
-          "When the composer gets its 250: once the body is in memory, or once the remote MTA "
-          "accepted it (see docs/ACK_MODES.md)."},
+    Param{
+        "listener", "ack", "\"received\", \"spooled\" or \"delivered\"", "\"received\"",
+        "When the composer gets its 250: once the body is in memory, once the message is committed "
+        "to the durable spool ([spool]), or once the remote MTA accepted it (docs/ACK_MODES.md)."},
     Param{"listener", "allow", "list of CIDR", "[\"127.0.0.0/8\", \"::1/128\"]",
           "Client networks allowed to relay. Everyone else gets a 554 5.7.1 greeting. 0.0.0.0/0 is "
           "refused: mma is never an open relay."},
@@ -48,6 +49,17 @@ constexpr std::array kParams{
     Param{"delivery", "port", "integer", "25", "Port of remote MTAs when a host gives none."},
     Param{"delivery", "helo_name", "string", "server.hostname", "Name sent in EHLO/HELO."},
     Param{"delivery", "timeouts", "table", "see [timeouts]", "Default timeouts of every queue."},
+    // [spool]
+    Param{"spool", "path", "path", "(none)",
+          "Directory of the durable spool (RocksDB) that `ack = \"spooled\"` commits to before its "
+          "250; also recovered from at start. Required by a spooled listener."},
+    Param{"spool", "sync", "boolean", "true",
+          "Sync the spool's write-ahead log at each group commit (many messages share one fsync). "
+          "false survives a crash of mma, not of the machine."},
+    Param{"spool", "min_free", "size", "\"128M\"",
+          "Free space the spool's file system must keep after a commit; below it, mail gets 452 "
+          "4.3.1 and is not acknowledged (as Postfix's queue_minfree), and it is taken again once "
+          "there is room."},
     // [dns]
     Param{"dns", "servers", "list of strings", "[] (/etc/resolv.conf)",
           "DNS servers to ask, \"ip\" or \"ip:port\"; none: those of /etc/resolv.conf."},

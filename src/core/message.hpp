@@ -19,6 +19,7 @@ namespace mma {
 using Clock = std::chrono::steady_clock;
 
 class DeliveryWaiter;
+class SpoolTicket;
 
 struct Message {
   std::string id;      // mma's queue id, for logs
@@ -27,6 +28,7 @@ struct Message {
   bool smtputf8 = false;  // RFC 6531: the sender asked for SMTPUTF8
   Clock::time_point received;
   std::shared_ptr<DeliveryWaiter> waiter;  // only in `delivered` mode
+  std::shared_ptr<SpoolTicket> spooled;    // only when it is in the durable spool
 };
 
 struct Recipient {

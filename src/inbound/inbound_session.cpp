@@ -244,6 +244,16 @@ net::Task<void> InboundSession::finish_message() {
   for (std::size_t i = 0; i < n; ++i) {
     rcpts.push_back(Recipient{env.recipients[i].str(), static_cast<std::uint32_t>(i), 0});
   }
+  if (ctx_.cfg.ack == config::AckMode::Spooled) {
+    // The 250 only once the message and its recipients are on disk (group commit).
+    const std::error_code ec = co_await ctx_.spool->store(*msg, rcpts);
+    if (ec) {
+      // Never a 250 for what was not stored (RFC 3463 4.3.1: mail system full).
+      reject(smtp::make_reply(
+          452, "4.3.1", "Insufficient system storage: the message was not kept, try again later"));
+      co_return;
+    }
+  }
   const auto touched = ctx_.router.dispatch(msg, std::move(rcpts));
   ++ctx_.messages;
   // Backpressure: the reply, and with it the composer, waits while a queue is over its throttle.
@@ -251,11 +261,13 @@ net::Task<void> InboundSession::finish_message() {
     while (!q->admit(wakeup_)) co_await wakeup_->wait(std::chrono::steady_clock::duration::max());
   }
   if (!waiter) {
+    const std::string how = msg->spooled ? "Ok: spooled as " : "Ok: queued as ";
     if (lmtp) {
-      for (const auto& r : env.recipients)
-        reply(smtp::make_reply(250, "2.1.5", "<" + r.str() + "> Ok: queued as " + msg->id));
+      for (const auto& r : env.recipients) {
+        reply(smtp::make_reply(250, "2.1.5", "<" + r.str() + "> " + how + msg->id));
+      }
     } else {
-      reply(smtp::make_reply(250, "2.0.0", "Ok: queued as " + msg->id));
+      reply(smtp::make_reply(250, "2.0.0", how + msg->id));
     }
     co_return;
   }

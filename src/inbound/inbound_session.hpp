@@ -25,6 +25,7 @@
 #include "routing/router.hpp"
 #include "smtp/line_buffer.hpp"
 #include "smtp/server_protocol.hpp"
+#include "spool/spool.hpp"
 
 namespace mma::inbound {
 
@@ -32,6 +33,7 @@ namespace mma::inbound {
 struct ListenerContext {
   const config::ListenerSection& cfg;
   routing::Router& router;
+  spool::Spool* spool = nullptr;  // for `ack = "spooled"`
   std::atomic<std::size_t> connections{0};
   std::atomic<std::uint64_t> messages{0};
   // The daemon is stopping: sessions take no new transaction (421 at the next MAIL).

@@ -29,8 +29,8 @@ bool allowed(const config::ListenerSection& cfg, const asio::ip::address& a) {
 }  // namespace
 
 Listener::Listener(net::EventLoops& loops, const config::ListenerSection& cfg,
-                   routing::Router& router)
-    : loops_(loops), ctx_{cfg, router} {}
+                   routing::Router& router, spool::Spool* spool)
+    : loops_(loops), ctx_{cfg, router, spool} {}
 
 void Listener::start() {
   const auto& ep = ctx_.cfg.address;
@@ -64,9 +64,11 @@ void Listener::start() {
   } catch (const std::system_error& e) {
     throw std::runtime_error("cannot listen on " + ep.to_string() + ": " + e.code().message());
   }
+  const char* ack = ctx_.cfg.ack == config::AckMode::Delivered ? "delivered"
+                    : ctx_.cfg.ack == config::AckMode::Spooled ? "spooled"
+                                                               : "received";
   spdlog::info("listening on {} ({}, ack={})", ep.to_string(),
-               ctx_.cfg.protocol == config::Protocol::Lmtp ? "lmtp" : "smtp",
-               ctx_.cfg.ack == config::AckMode::Delivered ? "delivered" : "received");
+               ctx_.cfg.protocol == config::Protocol::Lmtp ? "lmtp" : "smtp", ack);
 }
 
 void Listener::stop() {

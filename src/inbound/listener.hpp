@@ -18,7 +18,8 @@ namespace mma::inbound {
 
 class Listener {
  public:
-  Listener(net::EventLoops& loops, const config::ListenerSection& cfg, routing::Router& router);
+  Listener(net::EventLoops& loops, const config::ListenerSection& cfg, routing::Router& router,
+           spool::Spool* spool = nullptr);
   // Binds; throws std::runtime_error naming the address when it cannot.
   void start();
   void stop();

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "core/delivery_waiter.hpp"
+#include "core/spool_ticket.hpp"
 
 namespace mma::routing {
 namespace {
@@ -215,6 +216,12 @@ void Queue::enqueue(Job job, bool fresh) {
   {
     std::lock_guard lock(mu_);
     const auto now = Clock::now();
+    if (!abandoned_.empty() && job.message->spooled) {
+      // Shutting down after abandon(): a spooled job stays in the spool for the next start.
+      if (!fresh) backlog_recipients_ -= std::min(backlog_recipients_, job.recipients.size());
+      kept_in_spool_ += job.recipients.size();
+      return;
+    }
     if (!abandoned_.empty()) {
       // Shutting down after abandon(): a late message or retry can only fail, and is logged.
       const smtp::Reply reply = smtp::make_reply(451, "4.3.2", abandoned_);
@@ -426,8 +433,9 @@ void Queue::record_final(const Job& job, const Recipient& r, Outcome outcome,
       outcome, *job.message, r, cfg_.name, report.mx, reply,
       std::chrono::duration_cast<std::chrono::milliseconds>(started - job.queued),
       std::chrono::duration_cast<std::chrono::milliseconds>(now - started)});
-  if (is_final(outcome) && job.message->waiter)
-    job.message->waiter->report(r.index, outcome, reply);
+  if (!is_final(outcome)) return;
+  if (job.message->waiter) job.message->waiter->report(r.index, outcome, reply);
+  if (job.message->spooled) job.message->spooled->recipient_final(r.index);
 }
 
 void Queue::finish_unattempted(const Job& unqueued, Outcome outcome, const smtp::Reply& reply) {
@@ -619,16 +627,21 @@ std::size_t Queue::abandon(const std::string& why) {
     pending_ = retrying_ = 0;
     abandoned_ = why;
   }
-  std::size_t n = 0;
+  std::size_t n = 0, kept = 0;
   const smtp::Reply reply = smtp::make_reply(451, "4.3.2", why);
   for (const Job& job : left) {
+    if (job.message->spooled) {
+      kept += job.recipients.size();  // in the spool: delivered after the restart
+      continue;
+    }
     for (const auto& r : job.recipients)
       record_final(job, r, Outcome::Failed, reply, AttemptReport{});
     n += job.recipients.size();
   }
   std::lock_guard lock(mu_);
-  backlog_recipients_ -= std::min(backlog_recipients_, n);
+  backlog_recipients_ -= std::min(backlog_recipients_, n + kept);
   stats_.failed += n;
+  kept_in_spool_ += kept;
   return n;
 }
 

@@ -137,9 +137,13 @@ class Queue {
   // Shutdown: no more parking; workers exit once nothing is left.
   void stop();
   // Shutdown after the grace time: what still waits (for a worker or for its retry time) ends
-  // as failed, logged, so that every recipient keeps exactly one final outcome. Returns how
-  // many recipients.
+  // as failed, logged, so that every recipient keeps exactly one final outcome; what is in the
+  // spool stays there for the next start (kept_in_spool()). Returns how many failed.
   std::size_t abandon(const std::string& why);
+  [[nodiscard]] std::size_t kept_in_spool() const {
+    std::lock_guard lock(mu_);
+    return kept_in_spool_;
+  }
   [[nodiscard]] bool stopping() const;
   // Jobs not yet finished: waiting, in flight or waiting to be retried.
   [[nodiscard]] std::size_t backlog() const;
@@ -207,6 +211,7 @@ class Queue {
   bool spawn_retry_scheduled_ = false;
   bool stopping_ = false;
   std::string abandoned_;  // set by abandon(): why anything that still comes in fails at once
+  std::size_t kept_in_spool_ = 0;
   DomainAdvisor advisor_;
   QueueStats stats_;
 };
