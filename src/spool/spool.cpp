@@ -233,12 +233,12 @@ void Spool::writer() {
               room >> 20, opts_.path, opts_.min_free >> 20);
         }
         short_of_space_ = true;
+        lock.lock();
+        stats_.failures += commits.size();
         for (auto& c : commits) {
           c->result = std::make_error_code(std::errc::no_space_on_device);
           c->wakeup->notify();
         }
-        lock.lock();
-        stats_.failures += commits.size();
         flushed_ = flush_request;
         done_cv_.notify_all();
         if (stop) return;
@@ -266,7 +266,6 @@ void Spool::writer() {
         c->result =
             failure.ok() ? std::error_code{} : std::make_error_code(std::errc::no_space_on_device);
         if (failure.ok()) recipients += c->keys.size() - 2;
-        c->wakeup->notify();
       }
       lock.lock();
       stats_.commits += commits.size();
@@ -275,6 +274,7 @@ void Spool::writer() {
       stats_.recipients_stored += recipients;
       stats_.failures += failure.ok() ? 0 : commits.size();
       lock.unlock();
+      for (auto& c : commits) c->wakeup->notify();  // after the stats: a session may read them
     }
     lock.lock();
     flushed_ = flush_request;

@@ -1,0 +1,114 @@
+#include "spool/spool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/spool_ticket.hpp"
+#include "spool/records.hpp"
+
+namespace mma::spool {
+namespace {
+
+TEST(Records, RoundTrip) {
+  MessageRecord m{"bounces@x.test", "<id@x>", 1700000000123, 5120, 3, true, false, ""};
+  auto back = decode_message(encode(m));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->sender, "bounces@x.test");
+  EXPECT_EQ(back->message_id, "<id@x>");
+  EXPECT_EQ(back->received_ms, 1700000000123);
+  EXPECT_EQ(back->size, 5120u);
+  EXPECT_EQ(back->recipients, 3u);
+  EXPECT_TRUE(back->smtputf8);
+  EXPECT_FALSE(back->eightbit);
+  EXPECT_FALSE(decode_message("garbage"));
+  EXPECT_FALSE(decode_message(encode(m).substr(0, 10)));
+  auto r = decode_recipient(encode(RecipientRecord{"a@b.test"}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->address, "a@b.test");
+  std::string id;
+  std::uint32_t index = 0;
+  ASSERT_TRUE(parse_recipient_key(recipient_key("ABC-1", 258), id, index));
+  EXPECT_EQ(id, "ABC-1");
+  EXPECT_EQ(index, 258u);
+  EXPECT_LT(recipient_key("ABC-1", 2), recipient_key("ABC-1", 10));  // RCPT order
+}
+
+class SpoolTest : public ::testing::Test {
+ protected:
+  std::string dir = ::testing::TempDir() + "/spool_test_" + std::to_string(::getpid()) + "_" +
+                    ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  void SetUp() override { std::filesystem::remove_all(dir); }
+  void TearDown() override { std::filesystem::remove_all(dir); }
+
+  std::shared_ptr<Message> message(const std::string& id) {
+    auto body = std::make_shared<Body>();
+    body->wire = "Message-ID: <" + id + ">\r\n\r\nhello\r\n";
+    body->message_id = "<" + id + ">";
+    body->size = body->wire.size();
+    auto m = std::make_shared<Message>();
+    m->id = id;
+    m->sender = "s@x.test";
+    m->body = body;
+    return m;
+  }
+
+  std::error_code store(Spool& spool, Message& m, const std::vector<Recipient>& r) {
+    asio::io_context ctx;
+    std::error_code ec = std::make_error_code(std::errc::interrupted);
+    asio::co_spawn(
+        ctx,
+        [](Spool& s, Message& msg, const std::vector<Recipient>& rc, std::error_code& out)
+            -> net::Task<void> { out = co_await s.store(msg, rc); }(spool, m, r, ec),
+        asio::detached);
+    ctx.run();
+    return ec;
+  }
+};
+
+TEST_F(SpoolTest, WhatIsStoredIsRecoveredUntilItsRecipientsAreDone) {
+  std::vector<Recipient> rcpts{{"a@x.test", 0, 0}, {"b@y.test", 1, 0}, {"c@z.test", 2, 0}};
+  {
+    Spool spool(SpoolOptions{dir, true, 0});
+    auto m1 = message("M1");
+    auto m2 = message("M2");
+    ASSERT_FALSE(store(spool, *m1, rcpts));
+    ASSERT_FALSE(store(spool, *m2, {rcpts[0]}));
+    ASSERT_TRUE(m1->spooled);
+    m1->spooled->recipient_final(1);  // b done
+    m2->spooled->recipient_final(0);  // M2 entirely done
+    spool.flush();
+    EXPECT_EQ(spool.stats().messages_stored, 2u);
+  }
+  Spool again(SpoolOptions{dir, true, 0});
+  std::vector<std::pair<std::shared_ptr<Message>, std::vector<Recipient>>> got;
+  const std::size_t n = again.recover([&](std::shared_ptr<Message> m, std::vector<Recipient> r) {
+    got.emplace_back(std::move(m), std::move(r));
+  });
+  EXPECT_EQ(n, 2u);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].first->id, "M1");
+  EXPECT_EQ(got[0].first->sender, "s@x.test");
+  EXPECT_EQ(got[0].first->body->wire, "Message-ID: <M1>\r\n\r\nhello\r\n");
+  ASSERT_EQ(got[0].second.size(), 2u);
+  EXPECT_EQ(got[0].second[0].address, "a@x.test");
+  EXPECT_EQ(got[0].second[1].address, "c@z.test");
+  EXPECT_EQ(got[0].second[1].index, 2u);
+  // The recovered message has its ticket: finishing it empties the spool.
+  got[0].first->spooled->recipient_final(0);
+  got[0].first->spooled->recipient_final(2);
+  again.flush();
+  EXPECT_EQ(again.recover([](auto, auto) { FAIL(); }), 0u);
+}
+
+TEST_F(SpoolTest, RefusesWhenShortOfSpace) {
+  Spool spool(SpoolOptions{dir, true, std::numeric_limits<std::uint64_t>::max() / 2});
+  auto m = message("M3");
+  EXPECT_EQ(store(spool, *m, {{"a@x.test", 0, 0}}),
+            std::make_error_code(std::errc::no_space_on_device));
+  EXPECT_FALSE(m->spooled);
+  EXPECT_EQ(spool.stats().failures, 1u);
+}
+
+}  // namespace
+}  // namespace mma::spool
