@@ -47,7 +47,9 @@ std::int64_t now_ms() {
 
 struct Spool::Commit {
   explicit Commit(const asio::any_io_executor& ex) : wakeup(std::make_shared<net::Wakeup>(ex)) {}
-  rocksdb::WriteBatch batch;
+  std::vector<std::pair<std::string, std::string>> records;  // message and recipients
+  std::string body_key;
+  BodyRef body;                   // written from where it lies, not copied until the batch
   std::vector<std::string> keys;  // to take back if the commit fails after the write
   std::shared_ptr<net::Wakeup> wakeup;
   std::error_code result;  // written by the writer before it wakes the session
@@ -128,12 +130,13 @@ net::Task<std::error_code> Spool::store(Message& m, const std::vector<Recipient>
   rec.smtputf8 = m.smtputf8;
   rec.eightbit = m.body->type == BodyType::EightBitMime;
   c->keys.push_back(message_key(m.id));
-  c->batch.Put(c->keys.back(), encode(rec));
+  c->records.emplace_back(c->keys.back(), encode(rec));
   c->keys.push_back(body_key(m.id));
-  c->batch.Put(c->keys.back(), m.body->wire);
+  c->body_key = c->keys.back();
+  c->body = m.body;
   for (const auto& r : recipients) {
     c->keys.push_back(recipient_key(m.id, r.index));
-    c->batch.Put(c->keys.back(), encode(RecipientRecord{r.address}));
+    c->records.emplace_back(c->keys.back(), encode(RecipientRecord{r.address}));
   }
   {
     std::lock_guard lock(mu_);
@@ -219,11 +222,16 @@ void Spool::writer() {
       }
     }
     if (!commits.empty()) {
-      // Group commit: every waiting message written, then one sync of the log for all.
+      // Group commit: every waiting message in one write of the log, synced once for all.
       rocksdb::Status failure =
           healthy_ ? rocksdb::Status::OK() : rocksdb::Status::IOError("spool unwritable");
-      std::uint64_t bytes = 0;
-      for (const auto& c : commits) bytes += c->batch.GetDataSize();
+      // One batch for the whole group: one write of the log, one sync (group commit).
+      rocksdb::WriteBatch group;
+      for (const auto& c : commits) {
+        for (const auto& [k, v] : c->records) group.Put(k, v);
+        group.Put(c->body_key, rocksdb::Slice(c->body->wire));
+      }
+      const std::uint64_t bytes = group.GetDataSize();
       if (const std::uint64_t room = free_space(); room < bytes + opts_.min_free) {
         // Refuse before the disk is full: a full disk is RocksDB's worst case.
         if (!short_of_space_) {
@@ -248,10 +256,11 @@ void Spool::writer() {
         spdlog::info("spool: room again on {}", opts_.path);
         short_of_space_ = false;
       }
-      for (std::size_t i = 0; i < commits.size() && failure.ok(); ++i) {
-        failure = db_->Write(rocksdb::WriteOptions{}, &commits[i]->batch);
+      if (failure.ok()) {
+        rocksdb::WriteOptions w;
+        w.sync = opts_.sync;
+        failure = db_->Write(w, &group);
       }
-      if (failure.ok() && opts_.sync) failure = db_->SyncWAL();
       if (!failure.ok()) {
         // Disk full or an I/O error: nothing of this group is acknowledged, nothing of it may
         // be delivered later either. Taken back once the spool is open again.
