@@ -1,11 +1,14 @@
 #include "app/daemon.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -14,6 +17,7 @@
 
 #include <algorithm>
 
+#include "app/privileges.hpp"
 #include "core/spool_ticket.hpp"
 #include "delivery/mta_worker.hpp"
 #include "dns/mx_cache.hpp"
@@ -73,15 +77,18 @@ class Daemon {
     for (auto& q : queues_) raw.push_back(q.get());
     router_ = std::make_unique<routing::Router>(raw);
     try {
+      // Bound first, as the user mma was started as (root, for port 25); no connection is
+      // taken before loops_.run(), after the spool has been recovered.
+      for (const auto& lc : cfg_.listeners) {
+        listeners_.push_back(std::make_unique<inbound::Listener>(loops_, lc, *router_));
+        listeners_.back()->start();
+      }
+      drop_privileges();
       if (!cfg_.spool.path.empty()) {
         spool_ = std::make_unique<spool::Spool>(
             spool::SpoolOptions{cfg_.spool.path, cfg_.spool.sync, cfg_.spool.min_free});
         recover();
-      }
-      for (const auto& lc : cfg_.listeners) {
-        listeners_.push_back(
-            std::make_unique<inbound::Listener>(loops_, lc, *router_, spool_.get()));
-        listeners_.back()->start();
+        for (auto& l : listeners_) l->context().spool = spool_.get();
       }
     } catch (const std::exception& e) {
       spdlog::critical("{}", e.what());
@@ -99,6 +106,32 @@ class Daemon {
   }
 
  private:
+  // `[server] user`: what the unprivileged process writes is handed over, then it becomes
+  // that user. Running as root without it works, with a warning.
+  void drop_privileges() {
+    if (cfg_.server.user.empty()) {
+      if (::geteuid() == 0) {
+        spdlog::warn("running as root: set [server] user to run unprivileged after binding");
+      }
+      return;
+    }
+    const RunAs who = lookup_user(cfg_.server.user);
+    if (::geteuid() == 0) {
+      if (!cfg_.spool.path.empty() && ::mkdir(cfg_.spool.path.c_str(), 0750) != 0 &&
+          errno != EEXIST) {
+        throw std::runtime_error("cannot create the spool directory " + cfg_.spool.path + ": " +
+                                 std::strerror(errno));
+      }
+      std::vector<std::string> owned{cfg_.spool.path, cfg_.server.accounting_log};
+      for (const auto& lc : cfg_.listeners) {
+        if (lc.address.kind == config::Endpoint::Kind::Unix) owned.push_back(lc.address.path);
+      }
+      give_to(who, owned);
+    }
+    drop_to(who);
+    spdlog::info("running as user {} (uid {}, gid {})", who.name, who.uid, who.gid);
+  }
+
   // Everything the spool still holds goes back to the queues, before any new mail is taken.
   void recover() {
     const auto start = std::chrono::steady_clock::now();

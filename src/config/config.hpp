@@ -29,6 +29,7 @@ struct ServerSection {
   std::string accounting_log;
   Duration stats_interval{60'000};
   Duration shutdown_grace{30'000};
+  std::string user;  // run as this user once the listeners are bound; empty: stay as started
 };
 
 struct ListenerSection {

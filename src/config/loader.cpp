@@ -1,7 +1,8 @@
 // Reads TOML into Config. Every error names the file, the line and the key.
+#include <pwd.h>
 #include <toml++/toml.h>
-
 #include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <fstream>
@@ -217,6 +218,8 @@ void read_server(const std::string& file, const toml::table& t, ServerSection& s
   s.accounting_log = r.string("accounting_log", s.accounting_log);
   s.stats_interval = r.duration("stats_interval", s.stats_interval);
   s.shutdown_grace = r.duration("shutdown_grace", s.shutdown_grace);
+  s.user = r.string("user", s.user);
+  if (!s.user.empty() && ::getpwnam(s.user.c_str()) == nullptr) r.fail("user", "no such user");
   r.check_unknown();
 }
 

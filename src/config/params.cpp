@@ -21,6 +21,10 @@ constexpr std::array kParams{
           "How often queue statistics are logged (also on SIGUSR1); 0 disables the periodic log."},
     Param{"server", "shutdown_grace", "duration", "\"30s\"",
           "On SIGTERM/SIGINT: how long to keep delivering what is queued before exiting."},
+    Param{"server", "user", "string", "(none)",
+          "Started as root, mma binds its listeners (port 25 too), gives the spool, unix sockets "
+          "and accounting log to this user, and runs as it. Empty: runs as the user it was started "
+          "as."},
     // [[listener]]
     Param{"listener", "address", "endpoint", "(required)",
           "\"host:port\", \"[v6]:port\" or \"unix:/path\"."},

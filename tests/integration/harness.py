@@ -120,13 +120,13 @@ class Serve:
     """`mma serve` with a generated configuration."""
 
     def __init__(self, tmp, body, name="serve", listen=True, extra_args=(), wait=True, stats_interval="0s",
-                 shutdown_grace="5s"):
+                 shutdown_grace="5s", server_extra=""):
         self.tmp = Path(tmp)
         self.accounting_path = self.tmp / f"{name}-accounting.jsonl"
         self.config_path = self.tmp / f"{name}.toml"
         self.config_path.write_text(
             f'[server]\naccounting_log = "{self.accounting_path}"\nstats_interval = "{stats_interval}"\n'
-            f'shutdown_grace = "{shutdown_grace}"\nhostname = "mma.test"\n' + body)
+            f'shutdown_grace = "{shutdown_grace}"\nhostname = "mma.test"\n{server_extra}\n' + body)
         self.process = Process([MMA, "serve", "-c", str(self.config_path), *extra_args],
                                self.tmp / f"{name}.log")
         self.ports = []
