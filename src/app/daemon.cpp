@@ -88,8 +88,16 @@ class Daemon {
         spool_ = std::make_unique<spool::Spool>(
             spool::SpoolOptions{cfg_.spool.path, cfg_.spool.sync, cfg_.spool.min_free});
         recover();
-        for (auto& l : listeners_) l->context().spool = spool_.get();
+        bodies_ = &spool_->bodies();
+      } else {
+        own_bodies_ = std::make_unique<spool::BodyDirectory>(cfg_.server.body_dir);
+        // Without a spool, what a previous run left is of no use (its mail was not kept).
+        if (const std::size_t n = own_bodies_->remove_except({}); n > 0)
+          spdlog::info("removed {} body file(s) left in {} by a previous run", n,
+                       own_bodies_->path());
+        bodies_ = own_bodies_.get();
       }
+      for (auto& l : listeners_) attach_storage(l->context());
     } catch (const std::exception& e) {
       spdlog::critical("{}", e.what());
       return 1;
@@ -102,10 +110,18 @@ class Daemon {
                  listeners_.size(), queues_.size(), loops_.size());
     loops_.run();
     accounting_.flush();
+    own_bodies_.reset();  // a private temporary directory goes with its files
     return exit_code_;
   }
 
  private:
+  // Where a session's message goes beyond memory: the spool, and the body files.
+  void attach_storage(inbound::ListenerContext& ctx) const {
+    ctx.spool = spool_.get();
+    ctx.bodies = bodies_;
+    ctx.memory_body_limit = cfg_.server.memory_body_limit;
+  }
+
   // `[server] user`: what the unprivileged process writes is handed over, then it becomes
   // that user. Running as root without it works, with a warning.
   void drop_privileges() {
@@ -122,7 +138,8 @@ class Daemon {
         throw std::runtime_error("cannot create the spool directory " + cfg_.spool.path + ": " +
                                  std::strerror(errno));
       }
-      std::vector<std::string> owned{cfg_.spool.path, cfg_.server.accounting_log};
+      std::vector<std::string> owned{cfg_.spool.path, cfg_.server.accounting_log,
+                                     cfg_.server.body_dir};
       for (const auto& lc : cfg_.listeners) {
         if (lc.address.kind == config::Endpoint::Kind::Unix) owned.push_back(lc.address.path);
       }
@@ -208,6 +225,7 @@ class Daemon {
           "--stdio needs pipes or sockets on stdin and stdout (" + e.code().message() +
           "; a regular file cannot be polled: pipe it, e.g. `cat file | mma serve ...`)");
     }
+    attach_storage(*stdio_ctx_);
     ++stdio_ctx_->connections;
     // When the composer closes the pipe, deliver what it sent, then exit (as `sendmail -bs`).
     inbound::InboundSession::start(std::move(stream), ex, *stdio_ctx_, false, [this] {
@@ -324,6 +342,8 @@ class Daemon {
   std::vector<std::unique_ptr<routing::Queue>> queues_;
   std::unique_ptr<routing::Router> router_;
   std::unique_ptr<spool::Spool> spool_;
+  std::unique_ptr<spool::BodyDirectory> own_bodies_;  // without a spool
+  spool::BodyDirectory* bodies_ = nullptr;
   std::vector<std::unique_ptr<inbound::Listener>> listeners_;
   config::ListenerSection stdio_cfg_;
   std::unique_ptr<inbound::ListenerContext> stdio_ctx_;

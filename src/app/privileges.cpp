@@ -40,14 +40,16 @@ void give_to(const RunAs& who, const std::vector<std::string>& paths) {
     if (p.empty() || ::lstat(p.c_str(), &st) != 0) continue;
     chown_one(who, p);
     if (!S_ISDIR(st.st_mode)) continue;
-    // The spool is flat (RocksDB keeps no subdirectories): its entries, one level.
+    // The spool and its bodies/ directory: everything below, a few levels at most.
     DIR* d = ::opendir(p.c_str());
     if (d == nullptr) throw sys_error("cannot read " + p);
+    std::vector<std::string> below;
     while (const dirent* e = ::readdir(d)) {
       const std::string name = e->d_name;
-      if (name != "." && name != "..") chown_one(who, p + "/" + name);
+      if (name != "." && name != "..") below.push_back(p + "/" + name);
     }
     ::closedir(d);
+    give_to(who, below);
   }
 }
 

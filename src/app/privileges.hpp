@@ -18,7 +18,7 @@ struct RunAs {
 // Looks the user up; throws std::runtime_error naming it when it does not exist.
 RunAs lookup_user(const std::string& user);
 
-// Gives `paths` (and a directory's direct entries) to the user; a path that does not exist
+// Gives `paths` (and everything below a directory) to the user; a path that does not exist
 // is skipped. Only meaningful while still root.
 void give_to(const RunAs& who, const std::vector<std::string>& paths);
 

@@ -67,7 +67,9 @@ net::Task<void> connection(Run& run, unsigned id) {
         in.size = m.wire.size();
         in.lmtp = run.opts.lmtp;
         ++run.result.messages;
-        auto tx = co_await client.transact(std::move(in), m.wire, t);
+        Body body;
+        body.wire = std::move(m.wire);
+        auto tx = co_await client.transact(std::move(in), body, t);
         if (tx.fault) {
           // No answer: the server may or may not have it. Not counted as accepted.
           ++run.result.unanswered;
@@ -90,7 +92,7 @@ net::Task<void> connection(Run& run, unsigned id) {
         if (all_ok) {
           ++run.result.accepted;
           if (run.acked) {
-            std::fprintf(run.acked, "%s\n", smtp::find_header(m.wire, "Message-ID").c_str());
+            std::fprintf(run.acked, "%s\n", smtp::find_header(body.wire, "Message-ID").c_str());
             std::fflush(run.acked);
           }
         } else if (any_permanent) {

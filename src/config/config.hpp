@@ -30,6 +30,8 @@ struct ServerSection {
   Duration stats_interval{60'000};
   Duration shutdown_grace{30'000};
   std::string user;  // run as this user once the listeners are bound; empty: stay as started
+  std::uint64_t memory_body_limit = 1ull << 20;  // larger bodies go to a file; 0: never
+  std::string body_dir;  // where, without a spool; empty: a private temporary directory
 };
 
 struct ListenerSection {

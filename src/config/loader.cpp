@@ -219,6 +219,8 @@ void read_server(const std::string& file, const toml::table& t, ServerSection& s
   s.stats_interval = r.duration("stats_interval", s.stats_interval);
   s.shutdown_grace = r.duration("shutdown_grace", s.shutdown_grace);
   s.user = r.string("user", s.user);
+  s.memory_body_limit = r.size("memory_body_limit", s.memory_body_limit);
+  s.body_dir = r.string("body_dir", s.body_dir);
   if (!s.user.empty() && ::getpwnam(s.user.c_str()) == nullptr) r.fail("user", "no such user");
   r.check_unknown();
 }

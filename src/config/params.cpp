@@ -25,6 +25,13 @@ constexpr std::array kParams{
           "Started as root, mma binds its listeners (port 25 too), gives the spool, unix sockets "
           "and accounting log to this user, and runs as it. Empty: runs as the user it was started "
           "as."},
+    Param{"server", "memory_body_limit", "size", "\"1M\"",
+          "Bodies larger than this are written to a file as they arrive and sent from it (the "
+          "disk cache): memory stays flat whatever the message sizes. 0: every body in memory."},
+    Param{"server", "body_dir", "path", "(a private directory under $TMPDIR)",
+          "Where those files go when there is no [spool] (with one: <spool.path>/bodies, and "
+          "spooled bodies stay there until delivered). Locked while in use: one mma each; what a "
+          "previous run left there is removed at start."},
     // [[listener]]
     Param{"listener", "address", "endpoint", "(required)",
           "\"host:port\", \"[v6]:port\" or \"unix:/path\"."},

@@ -5,7 +5,7 @@
 
 namespace mma {
 
-// "5F3A9C21-0000001A": start time of the process, then a sequence number.
+// "641A2B3C4D5E6-0000001A": start time of the process in microseconds, then a sequence number.
 std::string next_message_id();
 
 }  // namespace mma

@@ -235,7 +235,7 @@ net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
   // The job stays in current_ while the transaction runs, so an exception cannot lose it.
   current_ = std::move(job);
   SmtpClient::Transaction tx =
-      co_await client_.transact(std::move(input), msg.body->wire, cfg_.timeouts);
+      co_await client_.transact(std::move(input), *msg.body, cfg_.timeouts);
   job = std::move(*current_);
   current_.reset();
 

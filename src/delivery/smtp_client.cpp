@@ -1,6 +1,8 @@
 #include "delivery/smtp_client.hpp"
 
 #include <array>
+#include <cerrno>
+#include <cstring>
 
 #include "net/tls_stream.hpp"
 
@@ -81,7 +83,9 @@ net::Task<bool> SmtpClient::send(std::string_view data, milliseconds timeout) {
   co_return true;
 }
 
-net::Task<bool> SmtpClient::send_body(const std::string& wire, milliseconds timeout) {
+net::Task<bool> SmtpClient::send_body(const Body& body, milliseconds timeout) {
+  if (body.file) co_return co_await send_body_file(*body.file, timeout);
+  const std::string& wire = body.wire;
   const std::string_view term =
       wire.size() >= 2 && wire.compare(wire.size() - 2, 2, "\r\n") == 0 ? ".\r\n" : "\r\n.\r\n";
   // The shared body, written from where it lies: never copied per recipient or per queue. The
@@ -102,6 +106,41 @@ net::Task<bool> SmtpClient::send_body(const std::string& wire, milliseconds time
       co_return false;
     }
     pos += n;
+    if (last) break;
+  }
+  co_return true;
+}
+
+net::Task<bool> SmtpClient::send_body_file(const BodyFile& file, milliseconds timeout) {
+  const std::string_view term = file.ends_with_crlf() ? ".\r\n" : "\r\n.\r\n";
+  const BodyFile::Reader reader(file);
+  if (!reader.ok()) {
+    error_ = "cannot read the body file " + file.path() + ": " + std::strerror(errno);
+    co_return false;
+  }
+  // Read in blocks from the page cache (a short blocking read), written with the same
+  // per-block deadline as a body in memory. One buffer per delivery, never the whole body.
+  constexpr std::size_t kBlock = 256 * 1024;
+  std::string block(kBlock, '\0');
+  for (std::uint64_t pos = 0;;) {
+    const long n = reader.read(pos, block.data(), kBlock);
+    if (n < 0) {
+      error_ = "reading the body file " + file.path() + ": " + std::strerror(errno);
+      co_return false;
+    }
+    pos += static_cast<std::uint64_t>(n);
+    const bool last = pos >= file.size() || n == 0;
+    const std::array<asio::const_buffer, 2> bufs{
+        asio::buffer(block.data(), static_cast<std::size_t>(n)),
+        asio::buffer(term.data(), last ? term.size() : 0)};
+    deadline_.arm(timeout);
+    auto r = co_await stream_->write(std::span<const asio::const_buffer>(bufs));
+    deadline_.disarm();
+    if (r.ec) {
+      error_ = "writing the message to " + peer_ + ": " +
+               (deadline_.expired() ? std::string("timed out") : r.ec.message());
+      co_return false;
+    }
     if (last) break;
   }
   co_return true;
@@ -193,7 +232,7 @@ net::Task<bool> SmtpClient::open(const std::string& helo_name, bool lmtp, const 
 }
 
 net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput input,
-                                                        const std::string& wire,
+                                                        const Body& body,
                                                         const config::Timeouts& t) {
   using Step = smtp::ClientTransaction::Step;
   using Expect = smtp::ClientTransaction::Expect;
@@ -219,7 +258,7 @@ net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput i
         break;
       }
       case Step::SendBody: {
-        const bool sent = co_await send_body(wire, t.data);
+        const bool sent = co_await send_body(body, t.data);
         out.fault = !sent;
         out.body_sent = sent;
         tx.body_sent();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/body.hpp"
 
 namespace asio::ssl {
 class context;
@@ -68,8 +69,8 @@ class SmtpClient {
     bool closing = false;               // the server said 421: it is closing
     bool body_sent = false;             // the final "." went out: a fault now may be a duplicate
   };
-  // One mail transaction, pipelined when offered; `wire` is the dot-stuffed body.
-  net::Task<Transaction> transact(smtp::TransactionInput input, const std::string& wire,
+  // One mail transaction, pipelined when offered; `body` is in memory or in its file.
+  net::Task<Transaction> transact(smtp::TransactionInput input, const Body& body,
                                   const config::Timeouts& t);
   net::Task<void> quit(std::chrono::milliseconds timeout);
 
@@ -81,7 +82,8 @@ class SmtpClient {
   [[nodiscard]] const std::string& error() const { return error_; }
 
  private:
-  net::Task<bool> send_body(const std::string& wire, std::chrono::milliseconds timeout);
+  net::Task<bool> send_body(const Body& body, std::chrono::milliseconds timeout);
+  net::Task<bool> send_body_file(const BodyFile& file, std::chrono::milliseconds timeout);
   net::Task<bool> hello(const std::string& helo_name, bool lmtp, const config::Timeouts& t);
 
   net::Deadline deadline_;

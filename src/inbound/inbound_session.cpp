@@ -18,6 +18,8 @@ using std::chrono::milliseconds;
 // RFC 5321 §4.5.3.1.4 says 512 octets; extensions may need more (RFC 1869 §4.1.2).
 constexpr std::size_t kMaxCommandLine = 1000;
 constexpr milliseconds kFinalWriteTimeout{10'000};
+// Past memory_body_limit, a body goes to its file in blocks of about this size.
+constexpr std::size_t kSpillBlock = 256 * 1024;
 
 std::string rfc5322_date() {
   const std::time_t t = std::time(nullptr);
@@ -174,8 +176,12 @@ net::Task<bool> InboundSession::read_data() {
   message_id_ = next_message_id();
   body_ = std::make_shared<Body>();
   const smtp::Envelope& env = proto_.envelope();
-  if (env.params.size)
-    body_->wire.reserve(std::min<std::uint64_t>(*env.params.size + 512, ctx_.cfg.max_message_size));
+  spill_failed_ = false;
+  if (env.params.size) {
+    std::uint64_t room = std::min<std::uint64_t>(*env.params.size + 512, ctx_.cfg.max_message_size);
+    if (ctx_.memory_body_limit != 0) room = std::min(room, ctx_.memory_body_limit + kSpillBlock);
+    body_->wire.reserve(room);
+  }
   // RFC 5321 §4.4: a relay adds a Received: trace field.
   body_->wire += "Received: from " + env.helo + " (" + trace_address(stream_->peer()) +
                  ")\r\n\tby " + ctx_.cfg.hostname + " (mma) with " +
@@ -188,6 +194,13 @@ net::Task<bool> InboundSession::read_data() {
   for (;;) {
     if (!in_.empty()) {
       in_.consume(reader.feed(in_.data()));
+      // The disk cache: past the limit, complete lines move to the body file in blocks.
+      const std::size_t held = body_->wire.size();
+      if (ctx_.memory_body_limit != 0 &&
+          (body_->file || spill_failed_ ? held >= kSpillBlock || reader.done()
+                                        : held > ctx_.memory_body_limit)) {
+        spill(reader.complete_bytes());
+      }
       if (reader.done()) break;
     }
     const bool ok182 = co_await read_more(ctx_.cfg.idle_timeout);
@@ -200,6 +213,30 @@ net::Task<bool> InboundSession::read_data() {
   body_->type =
       env.params.body == smtp::BodyType::EightBitMime ? BodyType::EightBitMime : BodyType::SevenBit;
   co_return true;
+}
+
+void InboundSession::spill(std::size_t complete) {
+  std::string& wire = body_->wire;
+  if (!body_->file && !spill_failed_) {
+    if (ctx_.bodies == nullptr) return;
+    body_->message_id = smtp::find_header(wire, "Message-ID");  // the headers are at the top
+    try {
+      body_->file = ctx_.bodies->create(message_id_);
+    } catch (const std::system_error& e) {
+      spdlog::error("{}: cannot keep a large body on disk: {}", message_id_, e.what());
+      spill_failed_ = true;
+    }
+  }
+  if (body_->file && !spill_failed_) {
+    if (const std::error_code ec =
+            body_->file->append(std::string_view(wire).substr(0, complete))) {
+      spdlog::error("{}: writing its body to {} failed: {}", message_id_, body_->file->path(),
+                    ec.message());
+      spill_failed_ = true;
+    }
+  }
+  // Also when it failed: the rest is read and dropped, and memory stays bounded.
+  wire.erase(0, complete);
 }
 
 net::Task<void> InboundSession::finish_message() {
@@ -227,7 +264,24 @@ net::Task<void> InboundSession::finish_message() {
                             "Message has a line longer than 998 characters (RFC 5322 2.1.1)"));
     co_return;
   }
-  body_->message_id = smtp::find_header(body_->wire, "Message-ID");
+  if (spill_failed_) {
+    body_.reset();
+    reject(smtp::make_reply(
+        452, "4.3.1", "Insufficient system storage: the message was not kept, try again later"));
+    co_return;
+  }
+  if (body_->file) {
+    if (const std::error_code ec = body_->file->finish()) {
+      spdlog::error("{}: closing its body file failed: {}", message_id_, ec.message());
+      body_.reset();
+      reject(smtp::make_reply(
+          452, "4.3.1", "Insufficient system storage: the message was not kept, try again later"));
+      co_return;
+    }
+    body_->wire = std::string();  // everything is in the file
+  } else {
+    body_->message_id = smtp::find_header(body_->wire, "Message-ID");
+  }
   auto msg = std::make_shared<Message>();
   msg->id = message_id_;
   msg->sender = env.sender.str();

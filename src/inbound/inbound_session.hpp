@@ -34,6 +34,9 @@ struct ListenerContext {
   const config::ListenerSection& cfg;
   routing::Router& router;
   spool::Spool* spool = nullptr;  // for `ack = "spooled"`
+  // Bodies larger than this go to a file in `bodies` (the disk cache); 0: all in memory.
+  std::uint64_t memory_body_limit = 0;
+  spool::BodyDirectory* bodies = nullptr;
   std::atomic<std::size_t> connections{0};
   std::atomic<std::uint64_t> messages{0};
   // The daemon is stopping: sessions take no new transaction (421 at the next MAIL).
@@ -58,6 +61,7 @@ class InboundSession : public std::enable_shared_from_this<InboundSession> {
   net::Task<bool> flush();
   net::Task<bool> read_more(std::chrono::milliseconds timeout);
   net::Task<bool> read_data();
+  void spill(std::size_t complete);
   net::Task<void> finish_message();
   void reply(const smtp::Reply& r) { smtp::append_reply(out_, r, proto_.enhanced()); }
 
@@ -74,6 +78,7 @@ class InboundSession : public std::enable_shared_from_this<InboundSession> {
   bool too_big_ = false;
   bool line_too_long_ = false;
   bool bare_cr_ = false;
+  bool spill_failed_ = false;  // the body file could not be written: 452 at the end
 };
 
 }  // namespace mma::inbound

@@ -34,6 +34,11 @@ class DataReader {
   [[nodiscard]] bool bare_cr() const { return bare_cr_; }
   // Content size as RFC 1870 counts it (after un-stuffing, with CRLFs).
   [[nodiscard]] std::size_t size() const { return size_; }
+  // Bytes at the start of `out` that are final (complete lines): the caller may move them
+  // elsewhere (a body file) and erase them from `out`. The current line may still change.
+  [[nodiscard]] std::size_t complete_bytes() const {
+    return storing() && !done_ ? out_.size() - line_len_ : out_.size();
+  }
 
  private:
   void end_line(bool cr);

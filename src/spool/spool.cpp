@@ -1,13 +1,19 @@
 #include "spool/spool.hpp"
 
+#include <fcntl.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <limits>
+#include <set>
 #include <stdexcept>
 
 #include "core/spool_ticket.hpp"
@@ -18,16 +24,17 @@ namespace {
 
 class Ticket final : public SpoolTicket {
  public:
-  Ticket(Spool& spool, std::string id, std::uint32_t pending)
-      : spool_(spool), id_(std::move(id)), pending_(pending) {}
+  Ticket(Spool& spool, std::string id, std::uint32_t pending, std::string body_file)
+      : spool_(spool), id_(std::move(id)), body_file_(std::move(body_file)), pending_(pending) {}
   void recipient_final(std::uint32_t index) override {
     const bool last = pending_.fetch_sub(1) == 1;
-    spool_.forget(id_, index, last);
+    spool_.forget(id_, index, last, last ? body_file_ : std::string());
   }
 
  private:
   Spool& spool_;
   std::string id_;
+  std::string body_file_;  // the body's file, if it is not in the database
   std::atomic<std::uint32_t> pending_;
 };
 
@@ -35,6 +42,14 @@ std::uint64_t free_bytes(const std::string& path) {
   struct statvfs st {};
   if (::statvfs(path.c_str(), &st) != 0) return std::numeric_limits<std::uint64_t>::max();
   return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+bool sync_directory(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
 }
 
 std::int64_t now_ms() {
@@ -58,6 +73,9 @@ struct Spool::Commit {
 Spool::Spool(SpoolOptions opts) : opts_(std::move(opts)) {
   if (!open_db())
     throw std::runtime_error("cannot open the spool " + opts_.path + ": " + open_error_);
+  // After RocksDB has taken its lock: the spool's body directory is this process's alone.
+  bodies_ = std::make_unique<BodyDirectory>(spool_body_directory(opts_.path));
+  body_dir_ = bodies_->path();
   thread_ = std::thread([this] { writer(); });
 }
 
@@ -115,8 +133,9 @@ Spool::~Spool() {
   if (db_ && healthy_) db_->FlushWAL(true);
 }
 
-std::shared_ptr<SpoolTicket> Spool::ticket(const std::string& id, std::uint32_t pending) {
-  return std::make_shared<Ticket>(*this, id, pending);
+std::shared_ptr<SpoolTicket> Spool::ticket(const std::string& id, std::uint32_t pending,
+                                           const BodyRef& body) {
+  return std::make_shared<Ticket>(*this, id, pending, body->file ? body->file->path() : "");
 }
 
 net::Task<std::error_code> Spool::store(Message& m, const std::vector<Recipient>& recipients) {
@@ -129,6 +148,7 @@ net::Task<std::error_code> Spool::store(Message& m, const std::vector<Recipient>
   rec.recipients = static_cast<std::uint32_t>(recipients.size());
   rec.smtputf8 = m.smtputf8;
   rec.eightbit = m.body->type == BodyType::EightBitMime;
+  if (m.body->file) rec.body_file = BodyDirectory::file_name(m.id);
   c->keys.push_back(message_key(m.id));
   c->records.emplace_back(c->keys.back(), encode(rec));
   c->keys.push_back(body_key(m.id));
@@ -145,11 +165,12 @@ net::Task<std::error_code> Spool::store(Message& m, const std::vector<Recipient>
   cv_.notify_one();
   const bool woken = co_await c->wakeup->wait(std::chrono::steady_clock::duration::max());
   static_cast<void>(woken);
-  if (!c->result) m.spooled = ticket(m.id, rec.recipients);
+  if (!c->result) m.spooled = ticket(m.id, rec.recipients, m.body);
   co_return c->result;
 }
 
-void Spool::forget(const std::string& id, std::uint32_t index, bool last) {
+void Spool::forget(const std::string& id, std::uint32_t index, bool last,
+                   const std::string& body_file) {
   bool wake = false;
   {
     std::lock_guard lock(mu_);
@@ -157,6 +178,7 @@ void Spool::forget(const std::string& id, std::uint32_t index, bool last) {
     if (last) {
       removals_.push_back(message_key(id));
       removals_.push_back(body_key(id));
+      if (!body_file.empty()) file_removals_.push_back(body_file);
     }
     ++stats_.removed;
     wake = ++removal_count_ > 10'000;
@@ -184,6 +206,8 @@ void Spool::writer() {
     commits_.clear();
     auto removals = std::move(removals_);
     removals_.clear();
+    auto file_removals = std::move(file_removals_);
+    file_removals_.clear();
     removal_count_ = 0;
     const bool stop = stopping_;
     lock.unlock();
@@ -199,6 +223,7 @@ void Spool::writer() {
       removals.insert(removals.end(), removals_.begin(), removals_.end());  // older ones first
       removals_ = std::move(removals);
       removal_count_ = removals_.size();
+      file_removals_.insert(file_removals_.end(), file_removals.begin(), file_removals.end());
       flushed_ = flush_request;  // nothing more can be done now
       done_cv_.notify_all();
       if (stop) return;
@@ -210,7 +235,11 @@ void Spool::writer() {
     if (!removals.empty()) {
       rocksdb::WriteBatch batch;
       for (const auto& k : removals) batch.Delete(k);
-      const auto s = db_->Write(rocksdb::WriteOptions{}, &batch);
+      // A body file goes only once its message's removal is durable: otherwise a crash could
+      // leave a record whose body is gone.
+      rocksdb::WriteOptions w;
+      w.sync = opts_.sync && !file_removals.empty();
+      const auto s = db_->Write(w, &batch);
       if (!s.ok()) {
         spdlog::error("spool: removing delivered recipients failed: {}", s.ToString());
         healthy_ = false;
@@ -218,7 +247,10 @@ void Spool::writer() {
         removals.insert(removals.end(), removals_.begin(), removals_.end());
         removals_ = std::move(removals);
         removal_count_ = removals_.size();
+        file_removals_.insert(file_removals_.end(), file_removals.begin(), file_removals.end());
         lock.unlock();
+      } else {
+        for (const auto& f : file_removals) ::unlink(f.c_str());
       }
     }
     if (!commits.empty()) {
@@ -227,9 +259,21 @@ void Spool::writer() {
           healthy_ ? rocksdb::Status::OK() : rocksdb::Status::IOError("spool unwritable");
       // One batch for the whole group: one write of the log, one sync (group commit).
       rocksdb::WriteBatch group;
+      bool files = false;
       for (const auto& c : commits) {
         for (const auto& [k, v] : c->records) group.Put(k, v);
-        group.Put(c->body_key, rocksdb::Slice(c->body->wire));
+        if (!c->body->file) {
+          group.Put(c->body_key, rocksdb::Slice(c->body->wire));
+        } else if (opts_.sync && failure.ok()) {
+          // A body on disk is synced before the record that points at it.
+          if (const std::error_code ec = c->body->file->sync()) {
+            failure = rocksdb::Status::IOError("syncing " + c->body->file->path(), ec.message());
+          }
+          files = true;
+        }
+      }
+      if (files && failure.ok() && !sync_directory(body_dir_)) {
+        failure = rocksdb::Status::IOError("syncing " + body_dir_, std::strerror(errno));
       }
       const std::uint64_t bytes = group.GetDataSize();
       if (const std::uint64_t room = free_space(); room < bytes + opts_.min_free) {
@@ -275,6 +319,8 @@ void Spool::writer() {
         c->result =
             failure.ok() ? std::error_code{} : std::make_error_code(std::errc::no_space_on_device);
         if (failure.ok()) recipients += c->keys.size() - 2;
+        // The spool owns the file now: it goes with the message's last recipient.
+        if (failure.ok() && c->body->file) c->body->file->keep(true);
       }
       lock.lock();
       stats_.commits += commits.size();
@@ -295,6 +341,7 @@ void Spool::writer() {
 std::size_t Spool::recover(
     const std::function<void(std::shared_ptr<Message>, std::vector<Recipient>)>& requeue) {
   std::size_t total = 0;
+  std::set<std::string> body_files;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}));
   std::unique_ptr<rocksdb::Iterator> rit(db_->NewIterator(rocksdb::ReadOptions{}));
   rocksdb::WriteBatch orphans;
@@ -315,19 +362,30 @@ std::size_t Spool::recover(
       rcpts.push_back(Recipient{r->address, index, 0});
     }
     if (rcpts.empty()) {
-      // Every recipient was done; the message's own removal was lost: finish it now.
+      // Every recipient was done; the message's own removal was lost: finish it now (its body
+      // file, if any, is not kept below).
       orphans.Delete(message_key(id));
       orphans.Delete(body_key(id));
       continue;
     }
-    std::string body;
-    if (!db_->Get(rocksdb::ReadOptions{}, body_key(id), &body).ok()) {
+    auto b = std::make_shared<Body>();
+    if (!rec->body_file.empty()) {
+      const std::string path = body_dir_ + "/" + rec->body_file;
+      struct stat st {};
+      if (::stat(path.c_str(), &st) != 0) {
+        spdlog::error(
+            "spool: message {} has lost its body {}: its {} recipient(s) cannot be "
+            "delivered",
+            id, path, rcpts.size());
+        continue;
+      }
+      b->file = BodyFile::adopt(path, static_cast<std::uint64_t>(st.st_size));
+      body_files.insert(rec->body_file);
+    } else if (!db_->Get(rocksdb::ReadOptions{}, body_key(id), &b->wire).ok()) {
       spdlog::error("spool: message {} has lost its body: its {} recipient(s) cannot be delivered",
                     id, rcpts.size());
       continue;
     }
-    auto b = std::make_shared<Body>();
-    b->wire = std::move(body);
     b->size = rec->size;
     b->message_id = rec->message_id;
     b->type = rec->eightbit ? BodyType::EightBitMime : BodyType::SevenBit;
@@ -337,11 +395,16 @@ std::size_t Spool::recover(
     m->body = std::move(b);
     m->smtputf8 = rec->smtputf8;
     m->received = Clock::now();
-    m->spooled = ticket(id, static_cast<std::uint32_t>(rcpts.size()));
+    m->spooled = ticket(id, static_cast<std::uint32_t>(rcpts.size()), m->body);
     total += rcpts.size();
     requeue(std::move(m), std::move(rcpts));
   }
   if (orphans.Count() > 0) db_->Write(rocksdb::WriteOptions{}, &orphans);
+  // Body files no record points at: written for a message that was then refused, or whose
+  // removal was already durable when the process died.
+  if (const std::size_t n = bodies_->remove_except(body_files); n > 0) {
+    spdlog::info("spool: removed {} body file(s) of messages no longer spooled", n);
+  }
   return total;
 }
 

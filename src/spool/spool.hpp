@@ -23,6 +23,7 @@
 #include "core/message.hpp"
 #include "net/asio.hpp"
 #include "net/wakeup.hpp"
+#include "spool/body_directory.hpp"
 
 namespace rocksdb {
 class DB;
@@ -65,8 +66,12 @@ class Spool {
   // Writes what is batched (removals) now; for shutdown.
   void flush();
 
-  // For tickets: the recipient is done; `last`: and so is its message.
-  void forget(const std::string& id, std::uint32_t index, bool last);
+  // For tickets: the recipient is done; `last`: and so is its message (and `body_file`).
+  void forget(const std::string& id, std::uint32_t index, bool last,
+              const std::string& body_file = {});
+
+  // Where this spool keeps bodies above memory_body_limit.
+  [[nodiscard]] BodyDirectory& bodies() { return *bodies_; }
 
  private:
   struct Commit;
@@ -76,10 +81,13 @@ class Spool {
   // asserts): the writer reopens the database instead, once there is space again.
   bool recover_from_error();
   [[nodiscard]] std::uint64_t free_space() const;
-  std::shared_ptr<SpoolTicket> ticket(const std::string& id, std::uint32_t pending);
+  std::shared_ptr<SpoolTicket> ticket(const std::string& id, std::uint32_t pending,
+                                      const BodyRef& body);
 
   SpoolOptions opts_;
   std::unique_ptr<rocksdb::DB> db_;
+  std::unique_ptr<BodyDirectory> bodies_;
+  std::string body_dir_;
   bool healthy_ = true;  // writer thread only
   std::string open_error_;
   bool short_of_space_ = false;         // writer thread only
@@ -89,7 +97,8 @@ class Spool {
   std::condition_variable done_cv_;
   std::uint64_t flush_requests_ = 0, flushed_ = 0;
   std::vector<std::shared_ptr<Commit>> commits_;
-  std::vector<std::string> removals_;  // keys to delete, batched
+  std::vector<std::string> removals_;       // keys to delete, batched
+  std::vector<std::string> file_removals_;  // body files to delete once their keys are gone
   std::size_t removal_count_ = 0;
   bool stopping_ = false;
   SpoolStats stats_;

@@ -1,6 +1,7 @@
 // DATA content through smtp::DataReader. Beyond not crashing, the wire form it keeps must be
 // safe to relay: CRLF line endings only, no line that is a lone "." (which would end the next
 // hop's DATA early: SMTP smuggling), and no bare CR unless the message is flagged for refusal.
+// And the disk cache's move of complete_bytes() to a file between feeds never changes it.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -15,13 +16,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string wire;
   DataReader reader(wire, DataLimits{1 << 20, 1 << 20});
   const std::string_view in(reinterpret_cast<const char*>(data), size);
+  std::string spilled_buffer, spilled;  // the same input, moved out as the disk cache does
+  DataReader spilling(spilled_buffer, DataLimits{1 << 20, 1 << 20});
   std::size_t pos = 0;
   while (pos < in.size() && !reader.done()) {
     const std::size_t chunk =
         std::min<std::size_t>(in.size() - pos, 1 + static_cast<unsigned char>(in[pos]) % 13);
     const std::size_t used = reader.feed(in.substr(pos, chunk));
     if (used == 0 || used > chunk) std::abort();
+    if (spilling.feed(in.substr(pos, chunk)) != used) std::abort();
+    if (static_cast<unsigned char>(in[pos]) % 3 == 0 || spilling.done()) {
+      const std::size_t n = spilling.complete_bytes();
+      if (n > spilled_buffer.size()) std::abort();
+      spilled.append(spilled_buffer, 0, n);
+      spilled_buffer.erase(0, n);
+    }
     pos += used;
+  }
+  if (!reader.bare_cr() && !reader.too_big() && !reader.line_too_long() &&
+      spilled + spilled_buffer != wire) {
+    std::abort();
   }
   // A message with a bare CR (or over a limit) is refused and its wire form, cut short where
   // the reader stopped storing, is never used. Any other must be safe to relay:

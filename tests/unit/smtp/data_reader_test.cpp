@@ -89,3 +89,36 @@ TEST(DataReader, NeedsMoreWithoutTerminator) {
 
 }  // namespace
 }  // namespace mma::smtp
+
+namespace mma::smtp {
+namespace {
+
+// The disk cache moves complete_bytes() out of the buffer between feeds: whatever the
+// chunking and the moments chosen, the bytes moved plus what is left equal the whole.
+TEST(DataReader, CompleteBytesCanBeMovedOutAtAnyPointWithoutChangingTheResult) {
+  const std::string in = "Subject: x\r\n\r\n..dotted\r\nbare\nlf\n.\nafter lone dot\r\n" +
+                         std::string(990, 'y') + "\r\n" + std::string(500, 'z') + "\r\n.\r\n";
+  const std::string whole = read_all(in).wire;
+  for (std::size_t chunk : {1u, 2u, 3u, 7u, 64u, 1000u}) {
+    for (std::size_t every : {1u, 2u, 5u}) {
+      std::string buffer, moved;
+      DataReader d(buffer, {});
+      std::size_t pos = 0, feeds = 0;
+      while (!d.done()) {
+        ASSERT_LT(pos, in.size());
+        pos += d.feed(std::string_view(in).substr(pos, chunk));
+        if (++feeds % every == 0 || d.done()) {
+          const std::size_t n = d.complete_bytes();
+          ASSERT_LE(n, buffer.size());
+          moved.append(buffer, 0, n);
+          buffer.erase(0, n);
+        }
+      }
+      EXPECT_EQ(buffer, "") << "chunk " << chunk << " every " << every;
+      EXPECT_EQ(moved, whole) << "chunk " << chunk << " every " << every;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mma::smtp

@@ -101,6 +101,57 @@ TEST_F(SpoolTest, WhatIsStoredIsRecoveredUntilItsRecipientsAreDone) {
   EXPECT_EQ(again.recover([](auto, auto) { FAIL(); }), 0u);
 }
 
+TEST_F(SpoolTest, ABodyInAFileIsSpooledByNameRecoveredAndRemovedWithItsLastRecipient) {
+  const std::string content = "Message-ID: <F1>\r\n\r\n" + std::string(100000, 'x') + "\r\n";
+  std::string body_path;
+  {
+    Spool spool(SpoolOptions{dir, true, 0});
+    auto m = message("F1");
+    auto b = std::make_shared<Body>(*m->body);
+    b->wire.clear();
+    b->file = spool.bodies().create("F1");
+    ASSERT_FALSE(b->file->append(content));
+    ASSERT_FALSE(b->file->finish());
+    body_path = b->file->path();
+    m->body = b;
+    ASSERT_FALSE(store(spool, *m, {{"a@x.test", 0, 0}, {"b@y.test", 1, 0}}));
+    // A file no record points at (a refused message's, say) is removed at the next start.
+    auto stray = spool.bodies().create("STRAY");
+    ASSERT_FALSE(stray->finish());
+    stray->keep(true);
+    m->spooled->recipient_final(0);
+    spool.flush();
+    // The message is gone from memory (a crash, or a stop): its file stays for recovery.
+  }
+  ASSERT_TRUE(std::filesystem::exists(body_path));
+  ASSERT_TRUE(std::filesystem::exists(dir + "/bodies/STRAY.body"));
+  Spool again(SpoolOptions{dir, true, 0});
+  std::shared_ptr<Message> got;
+  std::vector<Recipient> rcpts;
+  EXPECT_EQ(again.recover([&](std::shared_ptr<Message> m, std::vector<Recipient> r) {
+    got = std::move(m);
+    rcpts = std::move(r);
+  }),
+            1u);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/bodies/STRAY.body"));
+  ASSERT_TRUE(got && got->body->file);
+  EXPECT_EQ(got->body->wire, "");
+  EXPECT_EQ(got->body->wire_size(), content.size());
+  EXPECT_TRUE(got->body->file->ends_with_crlf());
+  ASSERT_EQ(rcpts.size(), 1u);
+  EXPECT_EQ(rcpts[0].address, "b@y.test");
+  got->spooled->recipient_final(1);
+  got.reset();  // the last Body goes: the spool, not the Body, decides about the file
+  EXPECT_TRUE(std::filesystem::exists(body_path));
+  again.flush();
+  EXPECT_FALSE(std::filesystem::exists(body_path));
+}
+
+TEST_F(SpoolTest, OneProcessPerSpool) {
+  Spool spool(SpoolOptions{dir, true, 0});
+  EXPECT_THROW(BodyDirectory(dir + "/bodies"), std::runtime_error);
+}
+
 TEST_F(SpoolTest, RefusesWhenShortOfSpace) {
   Spool spool(SpoolOptions{dir, true, std::numeric_limits<std::uint64_t>::max() / 2});
   auto m = message("M3");
