@@ -50,32 +50,17 @@ void log_stats(const std::vector<std::unique_ptr<routing::Queue>>& queues) {
 class Daemon {
  public:
   Daemon(const config::Config& cfg, const ServeOptions& opts)
-      : cfg_(cfg),
-        opts_(opts),
-        loops_(cfg.server.threads),
-        accounting_(cfg.server.accounting_log) {}
+      : cfg_(cfg), opts_(opts), loops_(cfg.server.threads), accounting_(cfg.server.accounting_log) {
+    configs_.push_back(std::make_shared<const config::Config>(cfg));
+  }
 
   int run() {
     start_dns();
-    worker_ctx_ = std::make_unique<delivery::WorkerContext>(
-        delivery::WorkerContext{cfg_.delivery.helo_name, *routes_, tls_.get()});
-    for (const auto& qc : cfg_.queues) {
-      auto q = std::make_unique<routing::Queue>(qc, accounting_, loops_);
-      q->set_spawner([this](routing::Queue& queue, bool warm) {
-        delivery::MtaWorker::start(loops_.next().get_executor(), queue, *worker_ctx_, warm);
-      });
-      if (qc.resolve) routes_->watch(qc, loops_.main());
-      queues_.push_back(std::move(q));
-    }
-    for (auto& q : queues_) {
-      if (q->config().retry.empty()) continue;
-      for (auto& r : queues_) {
-        if (r->name() == q->config().retry) q->set_retry_queue(r.get());
-      }
-    }
-    std::vector<routing::Queue*> raw;
-    for (auto& q : queues_) raw.push_back(q.get());
-    router_ = std::make_unique<routing::Router>(raw);
+    worker_ctx_.reset(
+        new delivery::WorkerContext{cfg_.delivery.helo_name, *routes_, tls_.get(), {}});
+    for (const auto& qc : cfg_.queues) add_queue(qc);
+    link_retry_queues();
+    router_ = std::make_unique<routing::Router>(active_);
     try {
       // Bound first, as the user mma was started as (root, for port 25); no connection is
       // taken before loops_.run(), after the spool has been recovered.
@@ -115,6 +100,175 @@ class Daemon {
   }
 
  private:
+  routing::Queue* add_queue(const config::QueueSection& qc) {
+    auto q = std::make_unique<routing::Queue>(qc, accounting_, loops_);
+    q->set_spawner([this](routing::Queue& queue, bool warm) {
+      delivery::MtaWorker::start(loops_.next().get_executor(), queue, *worker_ctx_, warm);
+    });
+    if (qc.resolve) routes_->watch(qc, loops_.main());
+    active_.push_back(q.get());
+    queues_.push_back(std::move(q));
+    return active_.back();
+  }
+
+  void link_retry_queues() {
+    for (routing::Queue* q : active_) {
+      const std::string retry = q->config()->retry;
+      routing::Queue* target = nullptr;
+      for (routing::Queue* r : active_) {
+        if (!retry.empty() && r->name() == retry) target = r;
+      }
+      q->set_retry_queue(target);
+    }
+  }
+
+  // SIGHUP. The new file is checked whole before anything changes: a bad one is refused with
+  // its reason and the running configuration stays. Queues are matched by name: new ones start,
+  // changed ones take their new settings, removed ones take no new mail and deliver what they
+  // hold. Listeners are matched by address: new ones are bound first (a failure refuses the
+  // reload), removed ones stop accepting and their sessions end at the next transaction (421),
+  // changed ones apply to new connections. No connection is dropped, no message is lost.
+  void reload() {
+    std::shared_ptr<const config::Config> next;
+    try {
+      next = std::make_shared<const config::Config>(config::load_config(opts_.config_path));
+    } catch (const std::exception& e) {
+      spdlog::error("SIGHUP: configuration refused, the running one stays: {}", e.what());
+      return;
+    }
+    const config::Config& now = *configs_.back();
+    if (const std::string why = needs_restart(now, *next); !why.empty()) {
+      spdlog::error("SIGHUP: configuration refused, the running one stays: {}", why);
+      return;
+    }
+    std::vector<std::unique_ptr<inbound::Listener>> bound;
+    for (const auto& lc : next->listeners) {
+      if (find_listener(lc.address.to_string()) != nullptr) continue;
+      try {
+        bound.push_back(std::make_unique<inbound::Listener>(loops_, lc, *router_));
+        bound.back()->start();
+      } catch (const std::exception& e) {
+        bound.pop_back();
+        for (auto& b : bound) b->stop();
+        spdlog::error("SIGHUP: configuration refused, the running one stays: {}", e.what());
+        return;
+      }
+    }
+    // From here on nothing can fail.
+    std::vector<std::string> changes;
+    for (auto it = listeners_.begin(); it != listeners_.end();) {
+      const std::string address = (*it)->context().cfg()->address.to_string();
+      const auto lc = std::find_if(next->listeners.begin(), next->listeners.end(),
+                                   [&](const auto& l) { return l.address.to_string() == address; });
+      if (lc == next->listeners.end()) {
+        (*it)->stop();
+        changes.push_back("listener " + address + " closed");
+        retired_listeners_.push_back(std::move(*it));
+        it = listeners_.erase(it);
+        continue;
+      }
+      if (!same(*(*it)->context().cfg(), *lc)) {
+        (*it)->context().section.store(std::make_shared<const config::ListenerSection>(*lc));
+        changes.push_back("listener " + address + " changed");
+      }
+      ++it;
+    }
+    for (auto& b : bound) {
+      attach_storage(b->context());
+      changes.push_back("listener " + b->context().cfg()->address.to_string() + " added");
+      listeners_.push_back(std::move(b));
+    }
+    std::vector<routing::Queue*> kept;
+    for (const auto& qc : next->queues) {
+      routing::Queue* q = find_active(qc.name);
+      if (q == nullptr) {
+        add_queue(qc)->start();
+        changes.push_back("queue " + qc.name + " added");
+        kept.push_back(active_.back());
+        continue;
+      }
+      kept.push_back(q);
+      const auto old = q->config();
+      if (same(*old, qc)) continue;
+      if (old->mx != qc.mx || old->resolve != qc.resolve || old->domains != qc.domains) {
+        routes_->forget(qc.name);
+        if (qc.resolve) routes_->watch(qc, loops_.main());
+      }
+      q->reconfigure(qc);
+      changes.push_back("queue " + qc.name + " changed");
+    }
+    for (routing::Queue* q : active_) {
+      if (std::find(kept.begin(), kept.end(), q) != kept.end()) continue;
+      // Out of the routing table; what it holds is still delivered, then its workers end.
+      q->stop();
+      changes.push_back(
+          fmt::format("queue {} removed ({} job(s) still to deliver)", q->name(), q->backlog()));
+    }
+    active_ = std::move(kept);
+    link_retry_queues();
+    router_->replace(active_);
+    configs_.push_back(std::move(next));
+    start_stats_timer();
+    spdlog::info("SIGHUP: configuration reloaded: {}",
+                 changes.empty() ? std::string("nothing changed")
+                                 : fmt::format("{}", fmt::join(changes, "; ")));
+  }
+
+  // What a reload cannot change: the process's own resources.
+  [[nodiscard]] std::string needs_restart(const config::Config& a, const config::Config& b) const {
+    std::vector<std::string> keys;
+    if (a.server.threads != b.server.threads) keys.emplace_back("[server] threads");
+    if (a.server.user != b.server.user) keys.emplace_back("[server] user");
+    if (a.server.accounting_log != b.server.accounting_log)
+      keys.emplace_back("[server] accounting_log");
+    if (a.server.memory_body_limit != b.server.memory_body_limit)
+      keys.emplace_back("[server] memory_body_limit");
+    if (a.server.body_dir != b.server.body_dir) keys.emplace_back("[server] body_dir");
+    if (!(a.spool == b.spool)) keys.emplace_back("[spool]");
+    if (!(a.dns == b.dns)) keys.emplace_back("[dns]");
+    if (a.delivery.port != b.delivery.port) keys.emplace_back("[delivery] port");
+    if (a.delivery.helo_name != b.delivery.helo_name) keys.emplace_back("[delivery] helo_name");
+    std::string why;
+    if (!keys.empty())
+      why = fmt::format("{} changed, which needs a restart", fmt::join(keys, ", "));
+    for (const auto& qc : b.queues) {
+      const routing::Queue* q = find_active(qc.name);
+      if (q == nullptr) {
+        if (qc.per_domain() && mx_cache_ == nullptr) {
+          why += (why.empty() ? "" : "; ") + ("queue " + qc.name) +
+                 " resolves through DNS, and no queue did at start: that needs a restart";
+        }
+        continue;
+      }
+      const auto old = q->config();
+      if (old->per_domain() != qc.per_domain()) {
+        why += (why.empty() ? "" : "; ") + ("queue " + qc.name) +
+               " switches between fixed hosts and DNS routing: give it a new name instead";
+      }
+    }
+    return why;
+  }
+
+  template <class Section>
+  static bool same(Section a, Section b) {
+    a.line = b.line = 0;  // where it is written does not matter
+    return a == b;
+  }
+
+  [[nodiscard]] routing::Queue* find_active(const std::string& name) const {
+    for (routing::Queue* q : active_) {
+      if (q->name() == name) return q;
+    }
+    return nullptr;
+  }
+
+  [[nodiscard]] inbound::Listener* find_listener(const std::string& address) const {
+    for (const auto& l : listeners_) {
+      if (l->context().cfg()->address.to_string() == address) return l.get();
+    }
+    return nullptr;
+  }
+
   // Where a session's message goes beyond memory: the spool, and the body files.
   void attach_storage(inbound::ListenerContext& ctx) const {
     ctx.spool = spool_.get();
@@ -243,8 +397,7 @@ class Daemon {
       if (sig == SIGUSR1) {
         log_stats(queues_);
       } else if (sig == SIGHUP) {
-        spdlog::warn(
-            "SIGHUP: configuration reload is not supported yet; the configuration is unchanged");
+        if (!shutting_down_ && !opts_.config_path.empty()) reload();
       } else {
         spdlog::info("{}: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         shutdown(false);
@@ -254,8 +407,10 @@ class Daemon {
   }
 
   void start_stats_timer() {
-    if (cfg_.server.stats_interval.count() == 0) return;
-    stats_timer_.expires_after(cfg_.server.stats_interval);
+    const auto interval = configs_.back()->server.stats_interval;
+    stats_timer_.cancel();
+    if (interval.count() == 0) return;
+    stats_timer_.expires_after(interval);
     stats_timer_.async_wait([this](std::error_code ec) {
       if (ec) return;
       log_stats(queues_);
@@ -269,7 +424,7 @@ class Daemon {
     if (shutting_down_) return;
     shutting_down_ = true;
     for (auto& l : listeners_) l->stop();
-    deadline_ = std::chrono::steady_clock::now() + cfg_.server.shutdown_grace;
+    deadline_ = std::chrono::steady_clock::now() + configs_.back()->server.shutdown_grace;
     wait_for_all_ = wait_for_all;
     drain();
   }
@@ -294,10 +449,16 @@ class Daemon {
     if (abandoned > 0) {
       spdlog::warn("shutting down: {} queued recipient(s) not delivered, logged as failed",
                    abandoned);
-    } else if (kept == 0) {
+    } else if (kept == 0 && backlog == 0) {
       spdlog::info("all queues are empty");
     }
     for (auto& q : queues_) q->stop();
+    if (backlog > 0) {
+      // The grace time is over: transactions still in flight are cut off. Their recipients end
+      // as failed, or stay in the spool, like the rest (RFC 5321 §4.1.1.10: no QUIT is owed).
+      const std::size_t told = worker_ctx_->roster.cut_off_all();
+      spdlog::info("shutting down: the grace time is over, cutting off {} worker(s)", told);
+    }
     // Workers finish the transaction in hand, say QUIT and end.
     drain_timer_.expires_after(milliseconds(50));
     drain_timer_.async_wait([this](std::error_code) { stop_when_workers_gone(0); });
@@ -306,7 +467,7 @@ class Daemon {
   void stop_when_workers_gone(int rounds) {
     unsigned workers = 0;
     for (auto& q : queues_) workers += q->stats().workers;
-    if (workers > 0 && rounds < 100) {
+    if (workers > 0 && rounds < 40) {
       drain_timer_.expires_after(milliseconds(50));
       drain_timer_.async_wait(
           [this, rounds](std::error_code) { stop_when_workers_gone(rounds + 1); });
@@ -339,12 +500,17 @@ class Daemon {
   std::unique_ptr<dns::MxCache> mx_cache_;
   std::unique_ptr<delivery::RouteSource> routes_;
   std::unique_ptr<delivery::WorkerContext> worker_ctx_;
-  std::vector<std::unique_ptr<routing::Queue>> queues_;
+  // Every configuration loaded (the first is the one started with): small, and what was
+  // derived from an old one may still refer to it.
+  std::vector<std::shared_ptr<const config::Config>> configs_;
+  std::vector<std::unique_ptr<routing::Queue>> queues_;  // all, removed ones too: they drain
+  std::vector<routing::Queue*> active_;                  // those the router sends mail to
   std::unique_ptr<routing::Router> router_;
   std::unique_ptr<spool::Spool> spool_;
   std::unique_ptr<spool::BodyDirectory> own_bodies_;  // without a spool
   spool::BodyDirectory* bodies_ = nullptr;
   std::vector<std::unique_ptr<inbound::Listener>> listeners_;
+  std::vector<std::unique_ptr<inbound::Listener>> retired_listeners_;  // their sessions may run
   config::ListenerSection stdio_cfg_;
   std::unique_ptr<inbound::ListenerContext> stdio_ctx_;
   asio::signal_set signals_{loops_.main(), SIGINT, SIGTERM, SIGUSR1};

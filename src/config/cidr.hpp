@@ -20,6 +20,7 @@ struct Cidr {
     return prefix == 0 || (is_v4_mapped() && prefix == 96);
   }
   [[nodiscard]] bool is_v4_mapped() const;
+  friend bool operator==(const Cidr&, const Cidr&) = default;
 };
 
 std::optional<Cidr> parse_cidr(std::string_view text, std::string& error);

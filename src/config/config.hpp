@@ -47,6 +47,7 @@ struct ListenerSection {
   std::uint32_t socket_mode = 0660;  // unix sockets
   std::string hostname;
   int line = 0;  // where it was declared, for messages
+  friend bool operator==(const ListenerSection&, const ListenerSection&) = default;
 };
 
 // RFC 5321 §4.5.3.2 gives the client-side defaults.
@@ -58,6 +59,7 @@ struct Timeouts {
   Duration data_done{600'000};   // the reply after the final "."
   Duration idle{5'000};          // an unused connection is closed after this
   Duration deliver{86'400'000};  // a recipient still undelivered after this has failed
+  friend bool operator==(const Timeouts&, const Timeouts&) = default;
 };
 
 struct DeliverySection {
@@ -70,6 +72,7 @@ struct SpoolSection {
   std::string path;  // empty: no spool
   bool sync = true;
   std::uint64_t min_free = 128ull << 20;
+  friend bool operator==(const SpoolSection&, const SpoolSection&) = default;
 };
 
 struct DnsSection {
@@ -81,6 +84,7 @@ struct DnsSection {
   Duration failure_ttl{5'000};
   std::size_t cache_size = 100'000;
   bool ipv6 = true;
+  friend bool operator==(const DnsSection&, const DnsSection&) = default;
 };
 
 enum class TlsPolicy : unsigned char { Off, Opportunistic, Required };
@@ -117,6 +121,7 @@ struct QueueSection {
   [[nodiscard]] bool general() const { return domains.empty(); }
   // Each recipient domain is its own destination, found through DNS.
   [[nodiscard]] bool per_domain() const { return mx.empty() && !resolve; }
+  friend bool operator==(const QueueSection&, const QueueSection&) = default;
 };
 
 struct Config {

@@ -40,6 +40,7 @@ bool is_ip_literal(const std::string& s) {
 void MtaWorker::start(const asio::any_io_executor& ex, routing::Queue& queue, WorkerContext& ctx,
                       bool warm) {
   auto worker = std::make_shared<MtaWorker>(ex, queue, ctx, next_worker_id.fetch_add(1));
+  ctx.roster.add(worker->id_, worker);
   asio::co_spawn(ex, run(std::move(worker), warm), asio::detached);
 }
 
@@ -48,6 +49,7 @@ MtaWorker::MtaWorker(const asio::any_io_executor& ex, routing::Queue& queue, Wor
     : queue_(queue),
       cfg_(queue.config()),
       ctx_(ctx),
+      ex_(ex),
       id_(id),
       wakeup_(std::make_shared<net::Wakeup>(ex)),
       slot_(wakeup_),
@@ -70,17 +72,43 @@ net::Task<void> MtaWorker::run(std::shared_ptr<MtaWorker> self, bool warm) {
     }
   }
   self->client_.close();
+  self->ctx_.roster.remove(self->id_);
   self->queue_.detach(self->slot_);
+}
+
+void WorkerRoster::add(unsigned id, std::weak_ptr<MtaWorker> worker) {
+  std::lock_guard lock(mu_);
+  workers_.emplace(id, std::move(worker));
+}
+
+void WorkerRoster::remove(unsigned id) {
+  std::lock_guard lock(mu_);
+  workers_.erase(id);
+}
+
+std::size_t WorkerRoster::cut_off_all() {
+  std::vector<std::shared_ptr<MtaWorker>> alive;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, w] : workers_) {
+      if (auto p = w.lock()) alive.push_back(std::move(p));
+    }
+  }
+  for (auto& w : alive) {
+    const asio::any_io_executor ex = w->executor();
+    asio::post(ex, [w] { w->cut_off(); });
+  }
+  return alive.size();
 }
 
 net::Task<void> MtaWorker::hang_up() {
   // Polite, but never worth waiting long for (RFC 5321 §4.1.1.10).
-  co_await client_.quit(std::min<milliseconds>(cfg_.timeouts.command, milliseconds(5000)));
+  co_await client_.quit(std::min<milliseconds>(cfg_->timeouts.command, milliseconds(5000)));
   connected_to_.clear();
 }
 
 net::Task<void> MtaWorker::work(bool warm) {
-  if (warm && !cfg_.per_domain()) {
+  if (warm && !cfg_->per_domain()) {
     // No job is charged if this fails: the first job will try again.
     const Connect c = co_await connect("");
     if (c.reach != Reach::Connected) {
@@ -104,7 +132,7 @@ net::Task<void> MtaWorker::work(bool warm) {
       // its connection; a worker beyond init_mta then ends.
       const bool keep = !queue_.surplus_worker();
       const auto wait = client_.connected() || !keep
-                            ? std::chrono::steady_clock::duration(cfg_.timeouts.idle)
+                            ? std::chrono::steady_clock::duration(cfg_->timeouts.idle)
                             : std::chrono::steady_clock::duration::max();
       const bool ok103 = co_await wakeup_->wait(wait);
       if (ok103) continue;
@@ -151,7 +179,7 @@ net::Task<void> MtaWorker::work(bool warm) {
       spdlog::debug("queue {}: worker {}: {}", queue_.name(), id_, client_.error());
       co_return;
     }
-    if (++jobs_on_connection_ >= cfg_.max_jobs) co_await hang_up();
+    if (++jobs_on_connection_ >= cfg_->max_jobs) co_await hang_up();
   }
 }
 
@@ -167,21 +195,21 @@ net::Task<bool> MtaWorker::open_host(const dns::Route::Host& host, config::TlsPo
   opts.policy = tls;
   opts.context = ctx_.tls;
   if (!is_ip_literal(host.name)) opts.server_name = host.name;
-  co_return co_await client_.open(ctx_.helo_name, false, cfg_.timeouts, opts);
+  co_return co_await client_.open(ctx_.helo_name, false, cfg_->timeouts, opts);
 }
 
 net::Task<MtaWorker::Connect> MtaWorker::connect(const std::string& destination) {
-  const dns::RouteRef route = co_await ctx_.routes.route(cfg_, destination);
+  const dns::RouteRef route = co_await ctx_.routes.route(*cfg_, destination);
   if (route->status == dns::Route::Status::Permanent)
     co_return Connect{Reach::Bounce, route->error};
   if (route->status == dns::Route::Status::Temporary) co_return Connect{Reach::Defer, route->error};
   const auto& hosts = route->hosts;
   // Fixed hosts are equal-preference exchangers: each worker starts at a different one.
-  const std::size_t first = cfg_.mx.empty() ? 0 : id_ % hosts.size();
+  const std::size_t first = cfg_->mx.empty() ? 0 : id_ % hosts.size();
   auto ex = co_await asio::this_coro::executor;
   for (std::size_t i = 0; i < hosts.size(); ++i) {
     const dns::Route::Host& host = hosts[(first + i) % hosts.size()];
-    config::TlsPolicy tls = cfg_.tls;
+    config::TlsPolicy tls = cfg_->tls;
     for (int round = 0; round < 2; ++round) {
       std::error_code ec;
       std::string address = host.endpoint.to_string();
@@ -189,7 +217,7 @@ net::Task<MtaWorker::Connect> MtaWorker::connect(const std::string& destination)
       if (host.endpoint.kind == config::Endpoint::Kind::Program) {
         stream = net::ProgramStream::start(ex, host.endpoint.path, ec);
       } else {
-        net::Connected c = co_await net::connect(host.endpoint, cfg_.timeouts.connect);
+        net::Connected c = co_await net::connect(host.endpoint, cfg_->timeouts.connect);
         stream = std::move(c.stream);
         ec = c.ec;
         address = c.address;
@@ -235,7 +263,7 @@ net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
   // The job stays in current_ while the transaction runs, so an exception cannot lose it.
   current_ = std::move(job);
   SmtpClient::Transaction tx =
-      co_await client_.transact(std::move(input), *msg.body, cfg_.timeouts);
+      co_await client_.transact(std::move(input), *msg.body, cfg_->timeouts);
   job = std::move(*current_);
   current_.reset();
 

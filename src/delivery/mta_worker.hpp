@@ -12,8 +12,10 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "core/message.hpp"
 #include "delivery/route_source.hpp"
@@ -24,11 +26,28 @@
 
 namespace mma::delivery {
 
+class MtaWorker;
+
+// Every running worker, so that a shutdown past its grace time can cut off the transactions
+// still in flight: their recipients then end as failed, or stay in the spool, each logged.
+class WorkerRoster {
+ public:
+  void add(unsigned id, std::weak_ptr<MtaWorker> worker);
+  void remove(unsigned id);
+  // Expires every worker's deadline now, on its own loop; returns how many were told.
+  std::size_t cut_off_all();
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<unsigned, std::weak_ptr<MtaWorker>> workers_;
+};
+
 // What every worker shares.
 struct WorkerContext {
   std::string helo_name;
   RouteSource& routes;
   asio::ssl::context* tls = nullptr;  // for STARTTLS; null: never
+  WorkerRoster roster;
 };
 
 class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
@@ -41,6 +60,10 @@ class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
 
   MtaWorker(const asio::any_io_executor& ex, routing::Queue& queue, WorkerContext& ctx,
             unsigned id);
+
+  // Ends the operation in progress as if it had timed out. On the worker's own loop only.
+  void cut_off() { client_.cut_off(); }
+  [[nodiscard]] const asio::any_io_executor& executor() const { return ex_; }
 
  private:
   enum class Reach : unsigned char { Connected, Bounce, Defer, Unreachable, NoResources };
@@ -60,8 +83,10 @@ class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
   net::Task<void> hang_up();
 
   routing::Queue& queue_;
-  const config::QueueSection& cfg_;
+  // The queue's settings when this worker started; a reload applies from the next worker.
+  const std::shared_ptr<const config::QueueSection> cfg_;
   WorkerContext& ctx_;
+  asio::any_io_executor ex_;
   unsigned id_;
   std::shared_ptr<net::Wakeup> wakeup_;
   routing::WorkerSlot slot_;

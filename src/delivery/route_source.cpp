@@ -13,10 +13,25 @@ dns::RouteRef RouteSource::static_route(const config::QueueSection& queue) {
 }
 
 void RouteSource::watch(const config::QueueSection& queue, asio::io_context& loop) {
-  asio::co_spawn(loop, refresh(queue), asio::detached);
+  unsigned generation = 0;
+  {
+    std::lock_guard lock(mu_);
+    generation = ++generation_[queue.name];
+  }
+  asio::co_spawn(loop, refresh(std::make_shared<const config::QueueSection>(queue), generation),
+                 asio::detached);
 }
 
-net::Task<void> RouteSource::refresh(const config::QueueSection& queue) {
+void RouteSource::forget(const std::string& queue) {
+  std::lock_guard lock(mu_);
+  fixed_.erase(queue);
+  resolved_.erase(queue);
+  ++generation_[queue];  // a running refresh of its old settings ends
+}
+
+net::Task<void> RouteSource::refresh(std::shared_ptr<const config::QueueSection> settings,
+                                     unsigned generation) {
+  const config::QueueSection& queue = *settings;
   const std::string& domain = queue.domains.front();
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
@@ -24,6 +39,12 @@ net::Task<void> RouteSource::refresh(const config::QueueSection& queue) {
     if (cache_ != nullptr)
       r = co_await cache_->resolve(domain);  // not in a conditional expression: GCC 12
     bool ok = r && r->status == dns::Route::Status::Ok;
+    bool superseded = false;
+    {
+      std::lock_guard lock(mu_);
+      superseded = generation_[queue.name] != generation;  // a reload changed the queue
+    }
+    if (superseded) co_return;
     if (r) {
       std::lock_guard lock(mu_);
       // A failed refresh keeps the last good hosts: better stale than none.

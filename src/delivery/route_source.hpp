@@ -25,17 +25,21 @@ class RouteSource {
 
   // Starts the periodic look-up of a `resolve = true` queue, on `loop`.
   void watch(const config::QueueSection& queue, asio::io_context& loop);
+  // The queue's hosts changed (a reload): forget what is known, stop watching the old ones.
+  void forget(const std::string& queue);
 
   net::Task<dns::RouteRef> route(const config::QueueSection& queue, const std::string& destination);
 
  private:
-  net::Task<void> refresh(const config::QueueSection& queue);
+  net::Task<void> refresh(std::shared_ptr<const config::QueueSection> settings,
+                          unsigned generation);
   static dns::RouteRef static_route(const config::QueueSection& queue);
 
   dns::MxCache* cache_;
   std::mutex mu_;
   std::unordered_map<std::string, dns::RouteRef> resolved_;  // by queue name
   std::unordered_map<std::string, dns::RouteRef> fixed_;     // by queue name
+  std::unordered_map<std::string, unsigned> generation_;     // of each queue's watch
 };
 
 }  // namespace mma::delivery

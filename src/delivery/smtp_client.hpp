@@ -50,6 +50,8 @@ class SmtpClient {
     error_ = std::move(error);
   }
   void close();
+  // Ends the pending operation now, as its deadline would (shutdown past its grace time).
+  void cut_off() { deadline_.expire_now(); }
 
   // Banner, then EHLO (LHLO for LMTP), then HELO if EHLO is refused (RFC 5321 §3.2); then
   // STARTTLS and EHLO again (RFC 3207 §4.2) when the policy and the server allow.

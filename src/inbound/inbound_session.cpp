@@ -68,14 +68,15 @@ InboundSession::InboundSession(std::unique_ptr<net::Stream> stream, const asio::
                                ListenerContext& ctx, bool denied)
     : stream_(std::move(stream)),
       ctx_(ctx),
+      cfg_(ctx.cfg()),
       policy_(std::make_unique<RoutePolicy>(ctx.router)),
       proto_(
           smtp::ServerOptions{
-              .lmtp = ctx.cfg.protocol == config::Protocol::Lmtp,
-              .hostname = ctx.cfg.hostname,
-              .max_message_size = ctx.cfg.max_message_size,
-              .max_recipients = ctx.cfg.max_recipients,
-              .max_errors = ctx.cfg.max_errors,
+              .lmtp = cfg_->protocol == config::Protocol::Lmtp,
+              .hostname = cfg_->hostname,
+              .max_message_size = cfg_->max_message_size,
+              .max_recipients = cfg_->max_recipients,
+              .max_errors = cfg_->max_errors,
               .access_denied = denied,
           },
           policy_.get()),
@@ -118,7 +119,7 @@ net::Task<void> InboundSession::serve() {
                  smtp::split_command(line.text).verb == smtp::Verb::Mail) {
         // RFC 5321 §3.8: a server that is going away says 421 and closes.
         resp = smtp::Response{
-            smtp::make_reply(421, "4.3.2", ctx_.cfg.hostname + " shutting down, try again later"),
+            smtp::make_reply(421, "4.3.2", cfg_->hostname + " shutting down, try again later"),
             smtp::Next::Close};
       } else {
         resp = proto_.on_command(line.text);
@@ -141,7 +142,7 @@ net::Task<void> InboundSession::serve() {
       const bool ok131 = co_await flush();
       if (!ok131) co_return;
     }
-    const bool ok133 = co_await read_more(ctx_.cfg.idle_timeout);
+    const bool ok133 = co_await read_more(cfg_->idle_timeout);
     if (!ok133) {
       if (deadline_.expired()) {
         reply(proto_.on_timeout().reply);
@@ -155,7 +156,7 @@ net::Task<void> InboundSession::serve() {
 
 net::Task<bool> InboundSession::flush() {
   if (out_.empty()) co_return true;
-  deadline_.arm(ctx_.cfg.idle_timeout);
+  deadline_.arm(cfg_->idle_timeout);
   auto r = co_await stream_->write(out_);
   deadline_.disarm();
   out_.clear();
@@ -178,19 +179,19 @@ net::Task<bool> InboundSession::read_data() {
   const smtp::Envelope& env = proto_.envelope();
   spill_failed_ = false;
   if (env.params.size) {
-    std::uint64_t room = std::min<std::uint64_t>(*env.params.size + 512, ctx_.cfg.max_message_size);
+    std::uint64_t room = std::min<std::uint64_t>(*env.params.size + 512, cfg_->max_message_size);
     if (ctx_.memory_body_limit != 0) room = std::min(room, ctx_.memory_body_limit + kSpillBlock);
     body_->wire.reserve(room);
   }
   // RFC 5321 §4.4: a relay adds a Received: trace field.
   body_->wire += "Received: from " + env.helo + " (" + trace_address(stream_->peer()) +
-                 ")\r\n\tby " + ctx_.cfg.hostname + " (mma) with " +
+                 ")\r\n\tby " + cfg_->hostname + " (mma) with " +
                  (proto_.options().lmtp ? "LMTP"
                   : env.esmtp           ? "ESMTP"
                                         : "SMTP") +
                  " id " + message_id_ + ";\r\n\t" + rfc5322_date() + "\r\n";
   const std::size_t received_size = body_->wire.size();
-  smtp::DataReader reader(body_->wire, smtp::DataLimits{ctx_.cfg.max_message_size, 998});
+  smtp::DataReader reader(body_->wire, smtp::DataLimits{cfg_->max_message_size, 998});
   for (;;) {
     if (!in_.empty()) {
       in_.consume(reader.feed(in_.data()));
@@ -203,7 +204,7 @@ net::Task<bool> InboundSession::read_data() {
       }
       if (reader.done()) break;
     }
-    const bool ok182 = co_await read_more(ctx_.cfg.idle_timeout);
+    const bool ok182 = co_await read_more(cfg_->idle_timeout);
     if (!ok182) co_return false;
   }
   too_big_ = reader.too_big();
@@ -289,7 +290,7 @@ net::Task<void> InboundSession::finish_message() {
   msg->body = std::move(body_);
   msg->received = Clock::now();
   std::shared_ptr<DeliveryWaiter> waiter;
-  if (ctx_.cfg.ack == config::AckMode::Delivered) {
+  if (cfg_->ack == config::AckMode::Delivered) {
     waiter = std::make_shared<DeliveryWaiter>(n, [w = wakeup_] { w->notify(); });
     msg->waiter = waiter;
   }
@@ -298,7 +299,7 @@ net::Task<void> InboundSession::finish_message() {
   for (std::size_t i = 0; i < n; ++i) {
     rcpts.push_back(Recipient{env.recipients[i].str(), static_cast<std::uint32_t>(i), 0});
   }
-  if (ctx_.cfg.ack == config::AckMode::Spooled) {
+  if (cfg_->ack == config::AckMode::Spooled) {
     // The 250 only once the message and its recipients are on disk (group commit).
     const std::error_code ec = co_await ctx_.spool->store(*msg, rcpts);
     if (ec) {

@@ -31,7 +31,13 @@ namespace mma::inbound {
 
 // What every session of one listener shares.
 struct ListenerContext {
-  const config::ListenerSection& cfg;
+  ListenerContext(const config::ListenerSection& cfg, routing::Router& r)
+      : section(std::make_shared<const config::ListenerSection>(cfg)), router(r) {}
+  // The settings now; SIGHUP may replace them. A session keeps the ones it started with.
+  [[nodiscard]] std::shared_ptr<const config::ListenerSection> cfg() const {
+    return section.load(std::memory_order_acquire);
+  }
+  std::atomic<std::shared_ptr<const config::ListenerSection>> section;
   routing::Router& router;
   spool::Spool* spool = nullptr;  // for `ack = "spooled"`
   // Bodies larger than this go to a file in `bodies` (the disk cache); 0: all in memory.
@@ -67,6 +73,7 @@ class InboundSession : public std::enable_shared_from_this<InboundSession> {
 
   std::unique_ptr<net::Stream> stream_;
   ListenerContext& ctx_;
+  const std::shared_ptr<const config::ListenerSection> cfg_;  // as when the session started
   std::unique_ptr<RoutePolicy> policy_;
   smtp::ServerProtocol proto_;
   smtp::LineBuffer in_;

@@ -30,17 +30,20 @@ bool allowed(const config::ListenerSection& cfg, const asio::ip::address& a) {
 
 Listener::Listener(net::EventLoops& loops, const config::ListenerSection& cfg,
                    routing::Router& router, spool::Spool* spool)
-    : loops_(loops), ctx_{cfg, router, spool} {}
+    : loops_(loops), ctx_(cfg, router) {
+  ctx_.spool = spool;
+}
 
 void Listener::start() {
-  const auto& ep = ctx_.cfg.address;
+  const auto cfg = ctx_.cfg();
+  const auto& ep = cfg->address;
   auto& main = loops_.main();
   try {
     if (ep.kind == config::Endpoint::Kind::Unix) {
       struct stat st {};
       if (::lstat(ep.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(ep.path.c_str());
       unix_.emplace(main, asio::local::stream_protocol::endpoint(ep.path));
-      ::chmod(ep.path.c_str(), ctx_.cfg.socket_mode);
+      ::chmod(ep.path.c_str(), cfg->socket_mode);
       // Local clients: the socket's file mode is the access control.
       asio::co_spawn(
           main,
@@ -64,11 +67,11 @@ void Listener::start() {
   } catch (const std::system_error& e) {
     throw std::runtime_error("cannot listen on " + ep.to_string() + ": " + e.code().message());
   }
-  const char* ack = ctx_.cfg.ack == config::AckMode::Delivered ? "delivered"
-                    : ctx_.cfg.ack == config::AckMode::Spooled ? "spooled"
-                                                               : "received";
+  const char* ack = cfg->ack == config::AckMode::Delivered ? "delivered"
+                    : cfg->ack == config::AckMode::Spooled ? "spooled"
+                                                           : "received";
   spdlog::info("listening on {} ({}, ack={})", ep.to_string(),
-               ctx_.cfg.protocol == config::Protocol::Lmtp ? "lmtp" : "smtp", ack);
+               cfg->protocol == config::Protocol::Lmtp ? "lmtp" : "smtp", ack);
 }
 
 void Listener::stop() {
@@ -77,12 +80,13 @@ void Listener::stop() {
   if (tcp_) tcp_->close(ec);
   if (unix_) {
     unix_->close(ec);
-    ::unlink(ctx_.cfg.address.path.c_str());
+    ::unlink(ctx_.cfg()->address.path.c_str());
   }
 }
 
 void Listener::admit(std::unique_ptr<net::Stream> stream, asio::io_context& loop, bool denied) {
-  if (ctx_.connections.load() >= ctx_.cfg.max_connections) {
+  const auto cfg = ctx_.cfg();
+  if (ctx_.connections.load() >= cfg->max_connections) {
     // Refuse politely without a session: 421 and close (RFC 5321 §3.8).
     auto s = std::shared_ptr<net::Stream>(std::move(stream));
     asio::co_spawn(
@@ -92,7 +96,7 @@ void Listener::admit(std::unique_ptr<net::Stream> stream, asio::io_context& loop
               "421 4.7.0 " + host + " too many connections, try again later\r\n";
           co_await st->write(msg);
           st->close();
-        }(s, ctx_.cfg.hostname),
+        }(s, cfg->hostname),
         asio::detached);
     return;
   }
@@ -104,9 +108,10 @@ void Listener::accept_tcp(asio::ip::tcp::socket socket, asio::io_context& loop) 
   std::error_code ignored;
   socket.set_option(asio::ip::tcp::no_delay(true), ignored);
   const auto peer = socket.remote_endpoint(ignored);
-  const bool denied = ignored || !allowed(ctx_.cfg, peer.address());
+  const auto cfg = ctx_.cfg();
+  const bool denied = ignored || !allowed(*cfg, peer.address());
   if (denied) {
-    spdlog::info("{}: client {} is not in allow: refusing to relay", ctx_.cfg.address.to_string(),
+    spdlog::info("{}: client {} is not in allow: refusing to relay", cfg->address.to_string(),
                  peer.address().to_string());
   }
   admit(std::make_unique<net::TcpStream>(std::move(socket)), loop, denied);

@@ -26,6 +26,8 @@ class Deadline {
     // Only an earlier deadline needs the sleeping watchdog woken; later ones it finds itself.
     if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
   }
+  // The pending operation is cut short now, as if its deadline had passed.
+  void expire_now() { arm(Clock::duration::zero()); }
   // Keeps expired(): the owner reads it after the operation that the watchdog cut short.
   void disarm() { deadline_ = Clock::time_point::max(); }
   [[nodiscard]] bool expired() const { return expired_; }

@@ -29,24 +29,42 @@ void erase_one(std::vector<T>& v, const T& x) {
 }  // namespace
 
 Queue::Queue(config::QueueSection cfg, observe::AccountingLog& log, net::EventLoops& loops)
-    : cfg_(std::move(cfg)),
+    : cfg_(std::make_shared<const config::QueueSection>(std::move(cfg))),
+      name_(config()->name),
       log_(log),
       loops_(loops),
       retry_timer_(loops.main()),
-      advisor_(cfg_.advice_share, cfg_.advice_window, cfg_.advice_min) {
-  stats_.name = cfg_.name;
+      advisor_(config()->advice_share, config()->advice_window, config()->advice_min) {
+  stats_.name = name_;
+}
+
+void Queue::reconfigure(config::QueueSection next) {
+  cfg_.store(std::make_shared<const config::QueueSection>(std::move(next)),
+             std::memory_order_release);
+  std::vector<std::shared_ptr<net::Wakeup>> wake;
+  std::size_t spawn = 0;
+  {
+    std::lock_guard lock(mu_);
+    const auto c = config();
+    // A higher throttle lets held sessions go on; a higher max_mta starts workers for what waits.
+    if (c->throttle == 0 || pending_ < c->throttle) wake.swap(throttled_);
+    while (spawn < pending_ && unbound_.empty() && !stopping_ && reserve_worker_locked()) ++spawn;
+  }
+  for (auto& w : wake) w->notify();
+  for (std::size_t i = 0; i < spawn && spawner_; ++i) spawner_(*this, false);
 }
 
 std::string Queue::destination_for(std::string_view domain) const {
-  return cfg_.per_domain() ? std::string(domain) : std::string();
+  return config()->per_domain() ? std::string(domain) : std::string();
 }
 
 unsigned Queue::destination_limit() const {
-  return cfg_.per_domain() ? std::min(cfg_.destination_concurrency, cfg_.max_mta) : cfg_.max_mta;
+  return config()->per_domain() ? std::min(config()->destination_concurrency, config()->max_mta)
+                                : config()->max_mta;
 }
 
 void Queue::start() {
-  for (unsigned i = 0; i < cfg_.init_mta; ++i) {
+  for (unsigned i = 0; i < config()->init_mta; ++i) {
     {
       std::lock_guard lock(mu_);
       ++workers_;
@@ -59,7 +77,7 @@ void Queue::start() {
 // --- lock-held helpers ---
 
 bool Queue::may_spawn_locked() const {
-  return workers_ < cfg_.max_mta && Clock::now() >= spawn_paused_until_;
+  return workers_ < config()->max_mta && Clock::now() >= spawn_paused_until_;
 }
 
 bool Queue::reserve_worker_locked() {
@@ -152,8 +170,8 @@ std::shared_ptr<net::Wakeup> Queue::evict_idle_locked(const std::string& for_des
 }
 
 void Queue::enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake) {
-  if (!cfg_.per_domain()) return;
-  while (idle_lru_.size() > cfg_.connection_cache) {
+  if (!config()->per_domain()) return;
+  while (idle_lru_.size() > config()->connection_cache) {
     const std::string victim = idle_lru_.back();
     idle_lru_.pop_back();
     auto slots = std::move(dests_[victim].idle);
@@ -234,7 +252,7 @@ void Queue::enqueue(Job job, bool fresh) {
     if (fresh) {
       ++stats_.msg_count;
       backlog_recipients_ += job.recipients.size();
-      if (cfg_.general() && !job.recipients.empty())
+      if (config()->general() && !job.recipients.empty())
         advice = advisor_.count(job.recipients[0].domain(), now);
     }
     job.queued = now;
@@ -262,15 +280,15 @@ void Queue::enqueue(Job job, bool fresh) {
       push_pending_locked(std::move(job), false);
       if (room) {
         // Patent Fig. 7: no worker ready, fewer than max_mta, a backlog beyond max_queue.
-        if ((workers_ == 0 || pending_ > cfg_.max_queue) && reserve_worker_locked()) {
+        if ((workers_ == 0 || pending_ > config()->max_queue) && reserve_worker_locked()) {
           spawn_one = true;
-        } else if (workers_ >= cfg_.max_mta) {
+        } else if (workers_ >= config()->max_mta) {
           wake = evict_idle_locked(name);
         }
       }
     }
   }
-  if (advice) spdlog::info("queue {}: {}", cfg_.name, *advice);
+  if (advice) spdlog::info("queue {}: {}", name_, *advice);
   if (wake) wake->notify();
   if (spawn_one && spawner_) spawner_(*this, false);
   if (!down.empty()) hand_off(std::move(down), "destination down");
@@ -278,7 +296,7 @@ void Queue::enqueue(Job job, bool fresh) {
 
 bool Queue::admit(const std::shared_ptr<net::Wakeup>& w) {
   std::lock_guard lock(mu_);
-  if (cfg_.throttle == 0 || pending_ < cfg_.throttle) return true;
+  if (config()->throttle == 0 || pending_ < config()->throttle) return true;
   throttled_.push_back(w);
   return false;
 }
@@ -313,7 +331,7 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
     }
     if (!next.job) next.job = take_waiting_locked(slot);
     if (next.job) {
-      if (!throttled_.empty() && pending_ < cfg_.throttle) wake.swap(throttled_);
+      if (!throttled_.empty() && pending_ < config()->throttle) wake.swap(throttled_);
     } else if (stopping_) {
       next.stop = true;
     } else if (!slot.parked) {
@@ -348,7 +366,7 @@ void Queue::unbind(WorkerSlot& slot) {
 
 bool Queue::surplus_worker() const {
   std::lock_guard lock(mu_);
-  return stopping_ || workers_ > cfg_.init_mta;
+  return stopping_ || workers_ > config()->init_mta;
 }
 
 void Queue::detach(WorkerSlot& slot) {
@@ -409,7 +427,7 @@ void Queue::give_back(Job job, const std::string& why) {
         "queue {}: cannot open another connection ({}): {} descriptors open of {} allowed, {} "
         "workers; carrying on "
         "with the workers it has (raise the descriptor limit or lower max_mta)",
-        cfg_.name, why, fds, static_cast<unsigned long long>(rl.rlim_cur), workers);
+        name_, why, fds, static_cast<unsigned long long>(rl.rlim_cur), workers);
   }
 }
 
@@ -418,8 +436,8 @@ std::chrono::milliseconds Queue::retry_delay(unsigned attempts, bool fault) cons
   // another worker (patent Fig. 8). After that the delay doubles from retry_delay.
   if (fault && attempts <= 1) return std::chrono::milliseconds(0);
   const unsigned doublings = std::min(attempts - (fault ? 2u : 1u), 30u);
-  const auto base = cfg_.retry_delay.count();
-  const auto max = cfg_.retry_delay_max.count();
+  const auto base = config()->retry_delay.count();
+  const auto max = config()->retry_delay_max.count();
   long long d = base;
   for (unsigned i = 0; i < doublings && d < max; ++i) d *= 2;
   return std::chrono::milliseconds(std::min<long long>(d, max));
@@ -430,7 +448,7 @@ void Queue::record_final(const Job& job, const Recipient& r, Outcome outcome,
   const auto now = Clock::now();
   const auto started = report.started == Clock::time_point{} ? now : report.started;
   log_.record(observe::AccountingEvent{
-      outcome, *job.message, r, cfg_.name, report.mx, reply,
+      outcome, *job.message, r, name_, report.mx, reply,
       std::chrono::duration_cast<std::chrono::milliseconds>(started - job.queued),
       std::chrono::duration_cast<std::chrono::milliseconds>(now - started)});
   if (!is_final(outcome)) return;
@@ -448,18 +466,19 @@ void Queue::finish_unattempted(const Job& unqueued, Outcome outcome, const smtp:
 }
 
 void Queue::hand_off(std::vector<Job> jobs, const std::string& why) {
+  Queue* const retry = retry_queue_.load(std::memory_order_acquire);
   for (Job& job : jobs) {
     const std::size_t n = job.recipients.size();
     {
       std::lock_guard lock(mu_);
       backlog_recipients_ -= std::min(backlog_recipients_, n);
-      if (retry_ != nullptr) {
+      if (retry != nullptr) {
         stats_.handed_off += n;
       } else {
         stats_.failed += n;
       }
     }
-    if (retry_ == nullptr) {
+    if (retry == nullptr) {
       const smtp::Reply reply = smtp::make_reply(451, "4.4.1", why + ": no retry queue");
       for (const auto& r : job.recipients)
         record_final(job, r, Outcome::Failed, reply, AttemptReport{});
@@ -467,14 +486,14 @@ void Queue::hand_off(std::vector<Job> jobs, const std::string& why) {
     }
     // The retry queue takes it as new mail: its own routing, its own attempts.
     const smtp::Reply reply =
-        smtp::make_reply(451, "4.4.1", why + ": handed to queue " + retry_->name());
+        smtp::make_reply(451, "4.4.1", why + ": handed to queue " + retry->name());
     for (auto& r : job.recipients) {
       record_final(job, r, Outcome::Deferred, reply, AttemptReport{});
       r.attempts = 0;
     }
     job.destination =
-        retry_->destination_for(job.recipients.empty() ? "" : job.recipients[0].domain());
-    retry_->submit(std::move(job));
+        retry->destination_for(job.recipients.empty() ? "" : job.recipients[0].domain());
+    retry->submit(std::move(job));
   }
 }
 
@@ -506,8 +525,8 @@ void Queue::complete(Job job, const std::vector<RecipientStatus>& statuses,
       default:
         break;
     }
-    const auto expires = job.message->received + cfg_.timeouts.deliver;
-    if (r.attempts >= cfg_.max_retries ||
+    const auto expires = job.message->received + config()->timeouts.deliver;
+    if (r.attempts >= config()->max_retries ||
         now + retry_delay(r.attempts, report.connection_fault) > expires) {
       ++failed;
       record_final(job, r, Outcome::Failed, s.reply, report);
@@ -530,21 +549,26 @@ void Queue::complete(Job job, const std::vector<RecipientStatus>& statuses,
     stats_.deferred += deferred;
     Destination& d = dests_[job.destination];
     if (report.connected) d.failures = 0;
-    if (report.unreachable && ++d.failures >= cfg_.max_fail && d.down_until <= now) {
+    // After abandon() a failure is the shutdown cutting connections, not the destination's.
+    const bool cut_off = !abandoned_.empty();
+    if (report.unreachable && !cut_off && ++d.failures >= config()->max_fail &&
+        d.down_until <= now) {
       // Patent §C: a destination that cannot be reached goes to the retry queue, all of it.
-      d.down_until = now + cfg_.down_time;
+      d.down_until = now + config()->down_time;
       spdlog::warn(
           "queue {}: destination {} is down after {} consecutive connection failures; {} for {} s",
-          cfg_.name, job.destination.empty() ? "(the queue's hosts)" : job.destination, d.failures,
-          retry_ ? "handing its mail to queue " + retry_->name() : std::string("failing its mail"),
-          std::chrono::duration_cast<std::chrono::seconds>(cfg_.down_time).count());
+          name_, job.destination.empty() ? "(the queue's hosts)" : job.destination, d.failures,
+          retry_queue_.load() != nullptr
+              ? "handing its mail to queue " + retry_queue_.load()->name()
+              : std::string("failing its mail"),
+          std::chrono::duration_cast<std::chrono::seconds>(config()->down_time).count());
       while (!d.pending.empty()) {
         down.push_back(std::move(d.pending.front()));
         d.pending.pop_front();
         --pending_;
       }
     }
-    is_down = d.down_until > now;
+    is_down = d.down_until > now && !cut_off;
     forget_if_idle_locked(job.destination);
   }
   if (!resend.recipients.empty()) enqueue(std::move(resend), false);
@@ -556,7 +580,7 @@ void Queue::complete(Job job, const std::vector<RecipientStatus>& statuses,
     }
   }
   if (!down.empty())
-    hand_off(std::move(down), "destination down after " + std::to_string(cfg_.max_fail) +
+    hand_off(std::move(down), "destination down after " + std::to_string(config()->max_fail) +
                                   " consecutive connection failures");
 }
 

@@ -16,6 +16,7 @@
 // co_await.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -94,11 +95,18 @@ class Queue {
   Queue& operator=(const Queue&) = delete;
 
   void set_spawner(Spawner spawner) { spawner_ = std::move(spawner); }
-  void set_retry_queue(Queue* retry) { retry_ = retry; }
+  void set_retry_queue(Queue* retry) { retry_queue_.store(retry, std::memory_order_release); }
   // Starts init_mta workers.
   void start();
-  [[nodiscard]] const config::QueueSection& config() const { return cfg_; }
-  [[nodiscard]] const std::string& name() const { return cfg_.name; }
+  // The settings now: a snapshot, as SIGHUP may replace them (reconfigure()) at any time.
+  [[nodiscard]] std::shared_ptr<const config::QueueSection> config() const {
+    return cfg_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] const std::string& name() const { return name_; }
+  // New settings for the same queue (SIGHUP): limits apply at once to what waits; workers
+  // already connected keep theirs until their connection ends. Same name, same kind of routing
+  // (mx or DNS) as before: the daemon checks.
+  void reconfigure(config::QueueSection next);
   // The destination (routing key) of a recipient domain: the domain itself in a DNS-routed
   // queue, "" in a queue with one set of hosts.
   [[nodiscard]] std::string destination_for(std::string_view domain) const;
@@ -185,11 +193,12 @@ class Queue {
   Destination& dest_locked(const std::string& name) { return dests_[name]; }
   void forget_if_idle_locked(const std::string& name);
 
-  const config::QueueSection cfg_;
+  std::atomic<std::shared_ptr<const config::QueueSection>> cfg_;
+  const std::string name_;
   observe::AccountingLog& log_;
   net::EventLoops& loops_;
   Spawner spawner_;
-  Queue* retry_ = nullptr;
+  std::atomic<Queue*> retry_queue_{nullptr};
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, Destination> dests_;

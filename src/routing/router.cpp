@@ -4,29 +4,40 @@
 
 namespace mma::routing {
 
-Router::Router(const std::vector<Queue*>& queues) {
+Router::Table::Table(const std::vector<Queue*>& queues) {
   for (Queue* q : queues) {
-    if (q->config().general()) general_ = q;
-    for (const std::string& d : q->config().domains) {
+    const auto cfg = q->config();
+    if (cfg->general()) general = q;
+    for (const std::string& d : cfg->domains) {
       if (d.starts_with("*.")) {
-        suffix_.emplace(d.substr(2), q);
+        suffix.emplace(d.substr(2), q);
       } else {
-        exact_.emplace(d, q);
+        exact.emplace(d, q);
       }
     }
   }
 }
 
-Queue* Router::route(std::string_view domain) const {
+Queue* Router::Table::route(std::string_view domain) const {
   const std::string key(domain);
-  if (auto it = exact_.find(key); it != exact_.end()) return it->second;
-  if (!suffix_.empty()) {
+  if (auto it = exact.find(key); it != exact.end()) return it->second;
+  if (!suffix.empty()) {
     // The longest matching suffix wins: "*.a.big.test" before "*.big.test".
     for (std::size_t dot = key.find('.'); dot != std::string::npos; dot = key.find('.', dot + 1)) {
-      if (auto it = suffix_.find(key.substr(dot + 1)); it != suffix_.end()) return it->second;
+      if (auto it = suffix.find(key.substr(dot + 1)); it != suffix.end()) return it->second;
     }
   }
-  return general_;
+  return general;
+}
+
+Router::Router(const std::vector<Queue*>& queues) : table_(std::make_shared<const Table>(queues)) {}
+
+void Router::replace(const std::vector<Queue*>& queues) {
+  table_.store(std::make_shared<const Table>(queues), std::memory_order_release);
+}
+
+Queue* Router::route(std::string_view domain) const {
+  return table_.load(std::memory_order_acquire)->route(domain);
 }
 
 std::vector<Queue*> Router::dispatch(const std::shared_ptr<const Message>& message,
@@ -39,8 +50,9 @@ std::vector<Queue*> Router::dispatch(const std::shared_ptr<const Message>& messa
     std::vector<Recipient> recipients;
   };
   std::vector<Group> groups;
+  const auto table = table_.load(std::memory_order_acquire);
   for (Recipient& r : recipients) {
-    Queue* q = route(r.domain());
+    Queue* q = table->route(r.domain());
     if (q == nullptr) continue;  // refused at RCPT time; cannot happen here
     std::string dest = q->destination_for(r.domain());
     auto it = std::find_if(groups.begin(), groups.end(),
@@ -53,7 +65,8 @@ std::vector<Queue*> Router::dispatch(const std::shared_ptr<const Message>& messa
   }
   std::vector<Queue*> touched;
   for (auto& g : groups) {
-    const auto& cfg = g.queue->config();
+    const auto cfg_ptr = g.queue->config();
+    const config::QueueSection& cfg = *cfg_ptr;
     const std::size_t batch = cfg.batch_size;
     for (std::size_t i = 0; i < g.recipients.size(); i += batch) {
       Job job;

@@ -120,3 +120,28 @@ def test_a_full_spool_answers_452_and_recovers_when_space_returns(sink, serve, t
     finally:
         srv.stop() if "srv" in locals() else None
         subprocess.run(["umount", "-l", str(spool)])
+
+
+def test_sigterm_in_spooled_mode_keeps_what_is_queued_for_the_next_start(sink, serve, tmp_path):
+    """SIGTERM with the receiver stopped: nothing is logged as failed, the spool keeps every
+    acknowledged recipient, and the next start delivers each of them once."""
+    import smtplib
+    s = sink("--paused")
+    spool = tmp_path / "spool"
+    port = free_port()
+    body = (f'[spool]\npath = "{spool}"\n' + listener(port, ack="spooled") +
+            f'[[queue]]\nname = "general"\nmx = ["{s.address}"]\n')
+    first = serve(body, name="first", shutdown_grace="300ms")
+    with smtplib.SMTP("127.0.0.1", port) as c:
+        for i in range(30):
+            c.sendmail("a@b.test", [f"r{i}@x.test", f"q{i}@y.test"], f"Message-ID: <{i}@term>\r\n\r\nx\r\n")
+    assert first.stop() == 0
+    assert "60 recipient(s) stay in the spool for the next start" in first.output(), first.output()[-2000:]
+    assert first.finals() == []  # kept, not failed
+    second = serve(body, name="second")
+    s.process.proc.send_signal(signal.SIGUSR2)  # the receiver is back
+    finals = second.wait_finals(60)
+    assert sorted(e["rcpt"] for e in finals if e["event"] == "delivered") == \
+        sorted([f"r{i}@x.test" for i in range(30)] + [f"q{i}@y.test" for i in range(30)])
+    wait_until(lambda: s.counts()["messages"] >= 30, what="30 messages at the receiver")
+    assert s.counts()["duplicates"] == 0
