@@ -14,7 +14,9 @@
 #include <iostream>
 
 #include "app/daemon.hpp"
+#include "compose/campaign_run.hpp"
 #include "compose/injector.hpp"
+#include "compose/sample.hpp"
 #include "compose/synthetic_campaign.hpp"
 #include "config/config.hpp"
 #include "config/units.hpp"
@@ -130,12 +132,46 @@ int main(int argc, char** argv) {
 
   // --- compose ---
   compose::SyntheticOptions syn;
-  compose::InjectOptions inj;
-  std::string server = "127.0.0.1:2525", progress = "auto", summary_path;
-  auto* compose_cmd = app.add_subcommand("compose", "Compose a campaign and inject it into an MTA");
-  compose_cmd->add_option("--synthetic", syn.messages, "Generate this many personalized messages")
-      ->required();
-  compose_cmd->add_option("--domains", syn.domains, "Spread recipients over this many domains")
+  compose::CampaignRunOptions run;
+  compose::InjectOptions& inj = run.inject;
+  compose::SampleOptions sample;
+  std::size_t synthetic = 0;
+  std::string server = "127.0.0.1:2525", progress = "auto", sample_dir;
+  bool plan = false, no_resume = false;
+  std::size_t preview = 0;
+  auto* compose_cmd = app.add_subcommand(
+      "compose",
+      "Compose a campaign and inject it into an MTA:\n"
+      "  mma compose CAMPAIGN.toml -s HOST:PORT    send it (resumes where an earlier run stopped)\n"
+      "  mma compose CAMPAIGN.toml --plan          recipients per domain, suggested [[queue]]s\n"
+      "  mma compose CAMPAIGN.toml --preview 1     print composed messages\n"
+      "  mma compose --make-sample DIR             write a sample campaign and database\n"
+      "  mma compose --synthetic N -s HOST:PORT    generated messages, for benchmarks");
+  compose_cmd->add_option("campaign", run.campaign_path, "The campaign file (TOML)");
+  compose_cmd->add_flag("--plan", plan,
+                        "Report recipients per domain and suggest queues; send nothing");
+  compose_cmd->add_option("--preview", preview, "Print this many composed messages; send nothing");
+  compose_cmd->add_option("--top", run.plan_top, "Domains listed by --plan")->capture_default_str();
+  compose_cmd
+      ->add_option("--queue-share", run.plan.queue_share,
+                   "--plan suggests a queue for each domain with this share (0 to 1)")
+      ->capture_default_str();
+  compose_cmd->add_option("--state", run.state_path,
+                          "Record accepted recipients in this file (default: in the SQLite "
+                          "database, or beside the CSV file or the campaign file)");
+  compose_cmd
+      ->add_option("--compose-threads", run.compose_threads,
+                   "Threads composing ahead of the connections (0: one per core)")
+      ->capture_default_str();
+  compose_cmd->add_flag("--no-resume", no_resume,
+                        "Send to every recipient, even those accepted in an earlier run");
+  compose_cmd->add_option("--make-sample", sample_dir,
+                          "Write a sample campaign (campaign.toml, templates, subscribers.db, "
+                          "DKIM key) into this folder");
+  compose_cmd->add_option("--subscribers", sample.subscribers, "Subscribers in the sample")
+      ->capture_default_str();
+  compose_cmd->add_option("--synthetic", synthetic, "Generate this many personalized messages");
+  compose_cmd->add_option("--domains", syn.domains, "Domains of the sample or synthetic recipients")
       ->capture_default_str();
   compose_cmd->add_option("--domain-suffix", syn.domain_suffix, "Domains are d<N>.<suffix>")
       ->capture_default_str();
@@ -155,7 +191,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   compose_cmd->add_flag("--lmtp", inj.lmtp, "Speak LMTP");
   compose_cmd->add_option("--progress", progress, "auto, always, never")->capture_default_str();
-  compose_cmd->add_option("--summary-json", summary_path, "Also write the summary as JSON here");
+  compose_cmd->add_option("--summary-json", run.summary_path,
+                          "Also write the summary as JSON here");
   compose_cmd->add_option("--acked-log", inj.acked_log,
                           "Append the Message-ID of every accepted message here");
   compose_cmd->add_option("--reconnects", inj.reconnects, "Attempts per connection after a failure")
@@ -264,6 +301,30 @@ int main(int argc, char** argv) {
     inj.progress = progress == "always"  ? compose::InjectOptions::Progress::Always
                    : progress == "never" ? compose::InjectOptions::Progress::Never
                                          : compose::InjectOptions::Progress::Auto;
+    if (!sample_dir.empty()) {
+      try {
+        if (compose_cmd->count("--domains") > 0) sample.domains = syn.domains;
+        const std::string path = compose::write_sample_campaign(sample_dir, sample);
+        std::printf("%s\n", path.c_str());
+        return 0;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "mma compose: %s\n", e.what());
+        return 1;
+      }
+    }
+    if (!run.campaign_path.empty()) {
+      run.mode = plan          ? compose::CampaignRunOptions::Mode::Plan
+                 : preview > 0 ? compose::CampaignRunOptions::Mode::Preview
+                               : compose::CampaignRunOptions::Mode::Send;
+      run.preview = preview;
+      run.resume = !no_resume;
+      return compose::run_campaign(run);
+    }
+    if (synthetic == 0) {
+      std::fprintf(stderr, "mma compose: a campaign file, --synthetic N or --make-sample DIR\n");
+      return 2;
+    }
+    syn.messages = synthetic;
     if (syn.domains == 0) syn.domains = 1;
     compose::SyntheticCampaign campaign(syn);
     const compose::InjectResult r = compose::inject(campaign, inj);
@@ -276,8 +337,8 @@ int main(int argc, char** argv) {
       if (reason.find("accepted") == std::string::npos)
         std::printf("  refused %zu x %s\n", n, reason.c_str());
     }
-    if (!summary_path.empty()) {
-      if (std::FILE* f = std::fopen(summary_path.c_str(), "w")) {
+    if (!run.summary_path.empty()) {
+      if (std::FILE* f = std::fopen(run.summary_path.c_str(), "w")) {
         const std::string j = compose::summary_json(r);
         std::fwrite(j.data(), 1, j.size(), f);
         std::fclose(f);

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
+#include <functional>
 
 #include "core/json.hpp"
 #include "delivery/smtp_client.hpp"
@@ -16,11 +18,11 @@ using namespace asio::experimental::awaitable_operators;
 using std::chrono::milliseconds;
 
 struct Run {
-  const SyntheticCampaign& campaign;
+  MessageSource& source;
   const InjectOptions& opts;
   InjectResult result;
-  std::size_t next = 0;
-  std::size_t done = 0;  // messages with an answer (or given up)
+  bool exhausted = false;  // the source has no more messages, or a signal said stop
+  std::size_t done = 0;    // messages with an answer (or given up)
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::FILE* acked = nullptr;
 };
@@ -41,8 +43,7 @@ net::Task<void> connection(Run& run, unsigned id) {
   const delivery::TlsOptions no_tls;
   t.banner = t.command = t.data = t.data_done = run.opts.timeout;
   auto session = [&]() -> net::Task<void> {
-    for (int attempt = 0; attempt < run.opts.reconnects && run.next < run.campaign.size();
-         ++attempt) {
+    for (int attempt = 0; attempt < run.opts.reconnects && !run.exhausted; ++attempt) {
       net::Connected c = co_await net::connect(run.opts.server, milliseconds(30'000));
       if (!c.stream) {
         std::fprintf(stderr, "compose: connection %u: %s: %s\n", id,
@@ -58,9 +59,13 @@ net::Task<void> connection(Run& run, unsigned id) {
         client.close();
         continue;
       }
-      while (run.next < run.campaign.size()) {
-        const std::size_t index = run.next++;
-        ComposedMessage m = run.campaign.compose(index);
+      while (!run.exhausted) {
+        std::optional<ComposedMessage> next = run.source.next();
+        if (!next) {
+          run.exhausted = true;
+          break;
+        }
+        ComposedMessage& m = *next;
         smtp::TransactionInput in;
         in.sender = m.sender;
         for (const auto& r : m.recipients) in.recipients.push_back(r);
@@ -70,6 +75,7 @@ net::Task<void> connection(Run& run, unsigned id) {
         Body body;
         body.wire = std::move(m.wire);
         auto tx = co_await client.transact(std::move(in), body, t);
+        m.wire.clear();
         if (tx.fault) {
           // No answer: the server may or may not have it. Not counted as accepted.
           ++run.result.unanswered;
@@ -91,8 +97,12 @@ net::Task<void> connection(Run& run, unsigned id) {
         }
         if (all_ok) {
           ++run.result.accepted;
+          run.source.accepted(m);
           if (run.acked) {
-            std::fprintf(run.acked, "%s\n", smtp::find_header(body.wire, "Message-ID").c_str());
+            const std::string mid = m.message_id.empty()
+                                        ? smtp::find_header(body.wire, "Message-ID")
+                                        : "<" + m.message_id + ">";
+            std::fprintf(run.acked, "%s\n", mid.c_str());
             std::fflush(run.acked);
           }
         } else if (any_permanent) {
@@ -106,7 +116,7 @@ net::Task<void> connection(Run& run, unsigned id) {
         }
       }
       if (client.connected()) co_await client.quit(milliseconds(5000));
-      if (run.next >= run.campaign.size()) break;
+      if (run.exhausted) break;
     }
   };
   co_await (session() || client.watch());
@@ -116,7 +126,7 @@ void print_progress(const Run& run, bool tty, bool final) {
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
   const double rate = secs > 0 ? static_cast<double>(run.done) / secs : 0;
-  const std::size_t total = run.campaign.size();
+  const std::size_t total = std::max(run.source.expected(), run.done);
   const double eta = rate > 0 ? static_cast<double>(total - run.done) / rate : 0;
   char line[256];
   if (tty) {
@@ -141,9 +151,27 @@ void print_progress(const Run& run, bool tty, bool final) {
 
 }  // namespace
 
-InjectResult inject(const SyntheticCampaign& campaign, const InjectOptions& opts) {
+InjectResult inject(MessageSource& source, const InjectOptions& opts) {
   asio::io_context ctx(1);
-  Run run{campaign, opts, {}};
+  Run run{source, opts, {}};
+  // Ctrl-C: finish what is in flight, so that its answers are recorded; twice: stop now.
+  asio::signal_set signals(ctx, SIGINT, SIGTERM);
+  std::function<void()> on_signal = [&] {
+    signals.async_wait([&](std::error_code ec, int sig) {
+      if (ec) return;
+      if (run.result.interrupted) {
+        std::fprintf(stderr, "\ncompose: stopping now\n");
+        ctx.stop();
+        return;
+      }
+      run.result.interrupted = run.exhausted = true;
+      std::fprintf(stderr,
+                   "\ncompose: %s: finishing the transactions in flight (again: stop now)\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+      on_signal();
+    });
+  };
+  on_signal();
   if (!opts.acked_log.empty()) run.acked = std::fopen(opts.acked_log.c_str(), "a");
   const bool tty = opts.progress == InjectOptions::Progress::Always ||
                    (opts.progress == InjectOptions::Progress::Auto && ::isatty(2) != 0);
@@ -159,7 +187,10 @@ InjectResult inject(const SyntheticCampaign& campaign, const InjectOptions& opts
           std::fprintf(stderr, "compose: %s\n", x.what());
         }
       }
-      if (--live == 0) timer.cancel();
+      if (--live == 0) {
+        timer.cancel();
+        signals.cancel();
+      }
     });
   }
   std::function<void()> tick = [&] {
@@ -175,6 +206,7 @@ InjectResult inject(const SyntheticCampaign& campaign, const InjectOptions& opts
   run.result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
   if (run.acked) std::fclose(run.acked);
+  source.finish();
   if (show) print_progress(run, tty, true);
   return run.result;
 }
@@ -186,6 +218,7 @@ std::string summary_json(const InjectResult& r) {
                     ",\"rejected\":" + std::to_string(r.rejected) +
                     ",\"unanswered\":" + std::to_string(r.unanswered) +
                     ",\"recipients_accepted\":" + std::to_string(r.recipients_accepted) +
+                    ",\"interrupted\":" + (r.interrupted ? "true" : "false") +
                     ",\"seconds\":" + std::to_string(r.seconds) + ",\"reasons\":{";
   bool first = true;
   for (const auto& [k, v] : r.reasons) {

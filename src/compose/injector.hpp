@@ -8,7 +8,7 @@
 #include <map>
 #include <string>
 
-#include "compose/synthetic_campaign.hpp"
+#include "compose/message_source.hpp"
 #include "config/endpoint.hpp"
 
 namespace mma::compose {
@@ -31,11 +31,15 @@ struct InjectResult {
   std::size_t rejected = 0;    // messages refused with 5xx
   std::size_t unanswered = 0;  // sent, but the connection broke before the answer
   std::size_t recipients_accepted = 0;
+  bool interrupted = false;  // SIGINT or SIGTERM: stopped after the transactions in flight
   std::map<std::string, std::size_t> reasons;  // "550 5.1.1 ..." -> count
   double seconds = 0;
 };
 
-InjectResult inject(const SyntheticCampaign& campaign, const InjectOptions& opts);
+// Sends every message of `source`. SIGINT or SIGTERM stops taking new messages; the
+// transactions in flight finish (their answers are recorded), then it returns: a campaign that
+// resumes sends only what was not accepted. A second signal stops at once.
+InjectResult inject(MessageSource& source, const InjectOptions& opts);
 std::string summary_json(const InjectResult& r);
 
 }  // namespace mma::compose

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "compose/message_source.hpp"
+
 namespace mma::compose {
 
 struct SyntheticOptions {
@@ -21,23 +23,23 @@ struct SyntheticOptions {
   std::string campaign = "demo";
 };
 
-struct ComposedMessage {
-  std::string sender;
-  std::vector<std::string> recipients;
-  std::string wire;  // dot-stuffed, CRLF, without the final ".\r\n"
-};
-
-class SyntheticCampaign {
+class SyntheticCampaign : public MessageSource {
  public:
   explicit SyntheticCampaign(SyntheticOptions opts);
   [[nodiscard]] std::size_t size() const { return opts_.messages; }
   [[nodiscard]] ComposedMessage compose(std::size_t index) const;
+  std::optional<ComposedMessage> next() override {
+    if (next_ >= opts_.messages) return std::nullopt;
+    return compose(next_++);
+  }
+  [[nodiscard]] std::size_t expected() const override { return opts_.messages; }
   [[nodiscard]] const SyntheticOptions& options() const { return opts_; }
 
  private:
   [[nodiscard]] std::string recipient(std::size_t n) const;
   SyntheticOptions opts_;
   std::string run_id_;
+  std::size_t next_ = 0;
 };
 
 }  // namespace mma::compose
