@@ -145,7 +145,14 @@ net::Task<void> MtaWorker::work(bool warm) {
     routing::AttemptReport report;
     report.started = Clock::now();
     if (client_.connected() && connected_to_ != current_->destination) {
-      co_await hang_up();  // the queue moved this worker to another destination (patent §C)
+      // The queue moved this worker to another destination (patent §C). Domains hosted by one
+      // provider share its MX hosts: the open connection may serve the new one as well.
+      const bool same_host = co_await serves(current_->destination);
+      if (same_host) {
+        connected_to_ = current_->destination;
+      } else {
+        co_await hang_up();
+      }
     }
     if (!client_.connected()) {
       const Connect c = co_await connect(current_->destination);
@@ -198,6 +205,20 @@ net::Task<bool> MtaWorker::open_host(const dns::Route::Host& host, config::TlsPo
   co_return co_await client_.open(ctx_.helo_name, false, cfg_->timeouts, opts);
 }
 
+net::Task<bool> MtaWorker::serves(const std::string& destination) {
+  if (!cfg_->per_domain()) co_return false;
+  const dns::RouteRef route = co_await ctx_.routes.route(*cfg_, destination);
+  if (route->status != dns::Route::Status::Ok || route->hosts.empty()) co_return false;
+  // Only among the best preference: RFC 5321 §5.1 prefers the lowest-numbered exchangers, and
+  // a backup MX must not get mail its primary would take. Same name: same TLS identity.
+  const std::uint16_t best = route->hosts.front().preference;
+  for (const auto& h : route->hosts) {
+    if (h.preference != best) break;
+    if (h.name == connected_host_.name && h.endpoint == connected_host_.endpoint) co_return true;
+  }
+  co_return false;
+}
+
 net::Task<MtaWorker::Connect> MtaWorker::connect(const std::string& destination) {
   const dns::RouteRef route = co_await ctx_.routes.route(*cfg_, destination);
   if (route->status == dns::Route::Status::Permanent)
@@ -234,6 +255,7 @@ net::Task<MtaWorker::Connect> MtaWorker::connect(const std::string& destination)
       const bool ok193 = co_await open_host(host, tls);
       if (ok193) {
         connected_to_ = destination;
+        connected_host_ = host;
         jobs_on_connection_ = 0;
         if (!client_.tls().empty())
           spdlog::debug("queue {}: worker {}: {} over {}", queue_.name(), id_, address,

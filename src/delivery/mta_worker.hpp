@@ -76,6 +76,9 @@ class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
   net::Task<void> work(bool warm);
   net::Task<Connect> connect(const std::string& destination);
   net::Task<bool> open_host(const dns::Route::Host& host, config::TlsPolicy tls);
+  // Whether the open connection can serve `destination` too: its host is one of the
+  // destination's best-preference MX hosts (connection reuse by server, as Postfix does).
+  net::Task<bool> serves(const std::string& destination);
   // One attempt at the job on the open connection; false when the connection broke.
   net::Task<bool> deliver(Job job, routing::AttemptReport report);
   void finish(Job job, Outcome outcome, const smtp::Reply& reply,
@@ -91,7 +94,8 @@ class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
   std::shared_ptr<net::Wakeup> wakeup_;
   routing::WorkerSlot slot_;
   SmtpClient client_;
-  std::string connected_to_;  // the destination of the open connection
+  std::string connected_to_;         // the destination of the open connection
+  dns::Route::Host connected_host_;  // and the host it is open to
   std::size_t jobs_on_connection_ = 0;
   std::optional<Job> current_;  // the job in hand, handed back if the worker dies
 };

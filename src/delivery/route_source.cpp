@@ -7,7 +7,7 @@ namespace mma::delivery {
 dns::RouteRef RouteSource::static_route(const config::QueueSection& queue) {
   auto r = std::make_shared<dns::Route>();
   r->status = dns::Route::Status::Ok;
-  for (const auto& ep : queue.mx) r->hosts.push_back({ep.to_string(), ep});
+  for (const auto& ep : queue.mx) r->hosts.push_back({ep.to_string(), ep, 0});
   r->expires = std::chrono::steady_clock::time_point::max();
   return r;
 }

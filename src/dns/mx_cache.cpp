@@ -141,7 +141,7 @@ net::Task<RouteRef> MxCache::resolve(const std::string& domain) {
     std::string ip = domain.substr(1, domain.size() - 2);
     if (ip.rfind("IPv6:", 0) == 0 || ip.rfind("ipv6:", 0) == 0) ip = ip.substr(5);
     r->status = Route::Status::Ok;
-    r->hosts.push_back({ip, config::Endpoint{config::Endpoint::Kind::Tcp, ip, opts_.port, {}}});
+    r->hosts.push_back({ip, config::Endpoint{config::Endpoint::Kind::Tcp, ip, opts_.port, {}}, 0});
     r->expires = now + opts_.max_ttl;
     co_return r;
   }
@@ -206,7 +206,8 @@ net::Task<RouteRef> MxCache::resolve(const std::string& domain) {
       last_error = name + " has no address";
     }
     for (auto& ip : ips)
-      r->hosts.push_back({name, config::Endpoint{config::Endpoint::Kind::Tcp, ip, opts_.port, {}}});
+      r->hosts.push_back(
+          {name, config::Endpoint{config::Endpoint::Kind::Tcp, ip, opts_.port, {}}, pref});
   }
   if (r->hosts.empty()) {
     if (r->implicit_mx && !any_temporary) {

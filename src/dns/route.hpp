@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ struct Route {
   struct Host {
     std::string name;
     config::Endpoint endpoint;
+    std::uint16_t preference = 0;  // the MX preference (static and implicit hosts: 0)
   };
   std::vector<Host> hosts;
   bool implicit_mx = false;  // no MX record: the domain's own address (RFC 5321 §5.1)

@@ -185,7 +185,9 @@ def test_the_connection_cache(sink, serve, dnsmasq, max_mta, cache):
     """Idle connections are kept to the `connection_cache` most recent destinations; at max_mta a
     new destination takes over the least recently used idle connection (patent §C)."""
     sport = free_port()
-    dns = dnsmasq([f"--mx-host=c{d}.test,mx.hosts.test,10" for d in range(4)] + ["--host-record=mx.hosts.test,127.0.0.1"])
+    # Four exchangers on one address: distinct hosts, so no connection serves two of them.
+    dns = dnsmasq([f"--mx-host=c{d}.test,mx{d}.hosts.test,10" for d in range(4)] +
+                  [f"--host-record=mx{d}.hosts.test,127.0.0.1" for d in range(4)])
     s = sink(listen=[f"127.0.0.1:{sport}"])
     port = free_port()
     srv = serve(listener(port) + dns_config(dns.port, sport, f'connection_cache = {cache}\ntimeouts = {{ idle = "60s" }}\n',
@@ -199,3 +201,32 @@ def test_the_connection_cache(sink, serve, dnsmasq, max_mta, cache):
     wait_until(lambda: (s.counts()["sessions"], s.counts()["current_sessions"]) == (4, 1),
                what="4 sessions in all and 1 still open")
     assert all(e["event"] == "delivered" for e in srv.finals())
+
+
+def test_a_connection_serves_every_domain_whose_best_mx_is_its_host(sink, serve, dnsmasq):
+    """Domains hosted by one provider share its MX hosts: one open connection delivers to all of
+    them (connection reuse by server, as Postfix does), but never to a domain for which that
+    host is only a backup MX (RFC 5321 §5.1)."""
+    sport = free_port()
+    records = ["--host-record=mx.provider.test,127.0.0.1", "--host-record=mx.other.test,127.0.0.2"]
+    records += [f"--mx-host=p{d}.test,mx.provider.test,10" for d in range(20)]
+    # b.test's best exchanger is elsewhere; the provider is only its backup.
+    records += ["--mx-host=b.test,mx.other.test,10", "--mx-host=b.test,mx.provider.test,20"]
+    dns = dnsmasq(records)
+    s = sink(listen=[f"127.0.0.1:{sport}", f"127.0.0.2:{sport}"])
+    port = free_port()
+    srv = serve(listener(port) + dns_config(dns.port, sport, 'timeouts = { idle = "60s" }\n', max_mta=1))
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port) as c:
+        for d in range(20):
+            c.sendmail("a@b.test", [f"u@p{d}.test"], f"Message-ID: <p{d}@x>\r\n\r\nx\r\n".encode())
+        c.sendmail("a@b.test", ["u@b.test"], b"Message-ID: <b@x>\r\n\r\nx\r\n")
+    finals = srv.wait_finals(21)
+    assert all(e["event"] == "delivered" for e in finals), finals
+    assert [e["mx"] for e in finals if e["domain"] == "b.test"] == [f"127.0.0.2:{sport}"]
+    listeners = wait_until(lambda: (lambda l: l if l.get(f"127.0.0.1:{sport}", {}).get("messages") == 20 and
+                                    l.get(f"127.0.0.2:{sport}", {}).get("messages") == 1 else None)(
+        s.counts()["listeners"]), what="21 messages at the receivers")
+    # Twenty domains, one worker: one session to the provider's host carried all twenty.
+    assert listeners[f"127.0.0.1:{sport}"]["sessions"] == 1, listeners
+    assert listeners[f"127.0.0.2:{sport}"]["sessions"] == 1, listeners
