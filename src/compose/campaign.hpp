@@ -2,7 +2,7 @@
 // the unsubscribe links and the DKIM key. Loaded and compiled once; every error names the
 // file, the line and the key (or, in a template, the template's file, line and column).
 //
-//   name = "autumn-news"                 # identifies the campaign: Message-IDs, resume state
+//   name = "autumn-news"                 # identifies the mailing: Message-IDs, resume state
 //   from_name = "Example News"           # UTF-8; encoded as RFC 2047 when needed
 //   from_address = "news@example.com"
 //   reply_to = "help@example.com"        # optional
