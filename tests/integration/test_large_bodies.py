@@ -73,7 +73,8 @@ def test_spooled_large_bodies_survive_a_sigkill_and_are_removed_once_delivered(s
     first.proc.wait()
     second = Process([MMA, "serve", "-c", str(cfg)], tmp_path / "second.log")
     try:
-        wait_port("127.0.0.1", port)
+        # The port is bound before the spool is read (privileges are dropped in between).
+        wait_until(lambda: "spool: recovered" in second.output(), what="the recovery's report")
         assert "recovered 4 recipient(s) of 4 message(s)" in second.output()
         s.process.proc.send_signal(signal.SIGUSR2)
         for tag, m in msgs.items():
