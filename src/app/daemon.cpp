@@ -41,9 +41,9 @@ void log_stats(const std::vector<std::unique_ptr<routing::Queue>>& queues) {
     spdlog::info(
         "queue {}: msg_count={} workers={} ready={} queued={} in_flight={} retrying={} "
         "peak_mtas={} "
-        "peak_msgs={} delivered={} bounced={} failed={} deferred={}",
+        "peak_msgs={} delivered={} bounced={} failed={} deferred={} reused={}",
         s.name, s.msg_count, s.workers, s.ready, s.queued, s.in_flight, s.retrying, s.peak_mtas,
-        s.peak_msgs, s.delivered, s.bounced, s.failed, s.deferred);
+        s.peak_msgs, s.delivered, s.bounced, s.failed, s.deferred, s.reused);
   }
 }
 
@@ -105,6 +105,7 @@ class Daemon {
     q->set_spawner([this](routing::Queue& queue, bool warm) {
       delivery::MtaWorker::start(loops_.next().get_executor(), queue, *worker_ctx_, warm);
     });
+    q->set_servers_of([this](const std::string& domain) { return routes_->servers_of(domain); });
     if (qc.resolve) routes_->watch(qc, loops_.main());
     active_.push_back(q.get());
     queues_.push_back(std::move(q));

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 
@@ -105,6 +106,7 @@ net::Task<void> MtaWorker::hang_up() {
   // Polite, but never worth waiting long for (RFC 5321 §4.1.1.10).
   co_await client_.quit(std::min<milliseconds>(cfg_->timeouts.command, milliseconds(5000)));
   connected_to_.clear();
+  queue_.connected_to(slot_, "");
 }
 
 net::Task<void> MtaWorker::work(bool warm) {
@@ -211,12 +213,8 @@ net::Task<bool> MtaWorker::serves(const std::string& destination) {
   if (route->status != dns::Route::Status::Ok || route->hosts.empty()) co_return false;
   // Only among the best preference: RFC 5321 §5.1 prefers the lowest-numbered exchangers, and
   // a backup MX must not get mail its primary would take. Same name: same TLS identity.
-  const std::uint16_t best = route->hosts.front().preference;
-  for (const auto& h : route->hosts) {
-    if (h.preference != best) break;
-    if (h.name == connected_host_.name && h.endpoint == connected_host_.endpoint) co_return true;
-  }
-  co_return false;
+  const std::vector<std::string> best = dns::best_servers(*route);
+  co_return std::find(best.begin(), best.end(), dns::server_key(connected_host_)) != best.end();
 }
 
 net::Task<MtaWorker::Connect> MtaWorker::connect(const std::string& destination) {
@@ -256,6 +254,7 @@ net::Task<MtaWorker::Connect> MtaWorker::connect(const std::string& destination)
       if (ok193) {
         connected_to_ = destination;
         connected_host_ = host;
+        queue_.connected_to(slot_, dns::server_key(host));
         jobs_on_connection_ = 0;
         if (!client_.tls().empty())
           spdlog::debug("queue {}: worker {}: {} over {}", queue_.name(), id_, address,

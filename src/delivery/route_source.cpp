@@ -93,4 +93,10 @@ net::Task<dns::RouteRef> RouteSource::route(const config::QueueSection& queue,
   co_return r;
 }
 
+std::vector<std::string> RouteSource::servers_of(const std::string& domain) const {
+  if (cache_ == nullptr) return {};
+  const dns::RouteRef r = cache_->peek(domain);
+  return r ? dns::best_servers(*r) : std::vector<std::string>{};
+}
+
 }  // namespace mma::delivery

@@ -29,6 +29,9 @@ class RouteSource {
   void forget(const std::string& queue);
 
   net::Task<dns::RouteRef> route(const config::QueueSection& queue, const std::string& destination);
+  // For a DNS-routed queue: the best servers of a destination domain, if the MX cache knows
+  // them now; empty otherwise. Never waits.
+  [[nodiscard]] std::vector<std::string> servers_of(const std::string& domain) const;
 
  private:
   net::Task<void> refresh(std::shared_ptr<const config::QueueSection> settings,

@@ -42,6 +42,13 @@ void MxCache::store(const std::string& domain, const RouteRef& route) {
   }
 }
 
+RouteRef MxCache::peek(const std::string& domain) const {
+  std::lock_guard lock(mu_);
+  const auto it = entries_.find(domain);
+  if (it == entries_.end() || it->second.route->expires <= Clock::now()) return nullptr;
+  return it->second.route;
+}
+
 net::Task<RouteRef> MxCache::route(std::string domain) {
   std::shared_ptr<net::Wakeup> wait;
   {

@@ -48,6 +48,8 @@ class MxCache {
   // The route for `domain` (lower case). Resumes on the caller's executor.
   net::Task<RouteRef> route(std::string domain);
   [[nodiscard]] MxCacheStats stats() const;
+  // The cached route for `domain` if there is a fresh one, without asking anybody; null if not.
+  [[nodiscard]] RouteRef peek(const std::string& domain) const;
 
   // Exposed for queues with `resolve = true`: a look-up that bypasses the cache.
   net::Task<RouteRef> resolve(const std::string& domain);

@@ -35,4 +35,21 @@ struct Route {
 
 using RouteRef = std::shared_ptr<const Route>;
 
+// A server's identity for sharing connections: the exchanger's name (the TLS identity) and
+// the address connected to.
+inline std::string server_key(const Route::Host& h) {
+  return h.name + " " + h.endpoint.to_string();
+}
+
+// The servers of a route's best preference (RFC 5321 §5.1), any of which may take its mail.
+inline std::vector<std::string> best_servers(const Route& r) {
+  std::vector<std::string> out;
+  if (r.status != Route::Status::Ok) return out;
+  for (const auto& h : r.hosts) {
+    if (h.preference != r.hosts.front().preference) break;
+    out.push_back(server_key(h));
+  }
+  return out;
+}
+
 }  // namespace mma::dns

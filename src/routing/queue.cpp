@@ -126,6 +126,28 @@ void Queue::remove_idle_locked(WorkerSlot& slot) {
   }
 }
 
+WorkerSlot* Queue::idle_on_same_server_locked(const std::string& destination) {
+  if (!servers_of_ || idle_lru_.empty() || !config()->per_domain()) return nullptr;
+  const std::vector<std::string> servers = servers_of_(destination);
+  if (servers.empty()) return nullptr;
+  // The most recently used first: the warmest connection.
+  for (const std::string& other : idle_lru_) {
+    const auto it = dests_.find(other);  // never operator[]: the caller holds a reference
+    if (it == dests_.end()) continue;
+    for (WorkerSlot* w : it->second.idle) {
+      if (!w->host.empty() && std::find(servers.begin(), servers.end(), w->host) != servers.end()) {
+        return w;
+      }
+    }
+  }
+  return nullptr;
+}
+
+void Queue::connected_to(WorkerSlot& slot, std::string host) {
+  std::lock_guard lock(mu_);
+  slot.host = std::move(host);
+}
+
 void Queue::touch_idle_locked(const std::string& destination) {
   idle_lru_.remove(destination);
   idle_lru_.push_front(destination);
@@ -268,6 +290,18 @@ void Queue::enqueue(Job job, bool fresh) {
       w->inbox = std::move(job);
       wake = w->wakeup;
       ++in_flight_;
+    } else if (WorkerSlot* same =
+                   d.connections < limit ? idle_on_same_server_locked(name) : nullptr) {
+      // Domains hosted by one provider share its servers: an idle connection to one of this
+      // domain's best MX hosts serves it, rather than a new connection (as Postfix does), even
+      // when an unconnected worker is ready.
+      remove_idle_locked(*same);
+      unbind_locked(*same);
+      bind_locked(*same, name);
+      same->inbox = std::move(job);
+      wake = same->wakeup;
+      ++in_flight_;
+      ++stats_.reused;
     } else if (d.connections < limit && !unbound_.empty()) {
       WorkerSlot* w = unbound_.back();
       remove_idle_locked(*w);

@@ -53,6 +53,7 @@ struct WorkerSlot {
   bool bound = false;            // counted in its destination's connections
   std::string destination;       // when bound
   bool drop_connection = false;  // the queue wants its idle connection closed (cache eviction)
+  std::string host;              // the server its connection is open to ("" when none)
 };
 
 // How one delivery attempt ended for one recipient.
@@ -83,6 +84,7 @@ struct QueueStats {
   std::size_t destinations = 0;  // with a connection or waiting jobs
   std::size_t down = 0;          // destinations declared down
   std::uint64_t delivered = 0, bounced = 0, failed = 0, deferred = 0, handed_off = 0;
+  std::uint64_t reused = 0;  // jobs given to an idle connection of another domain, same server
 };
 
 class Queue {
@@ -95,6 +97,12 @@ class Queue {
   Queue& operator=(const Queue&) = delete;
 
   void set_spawner(Spawner spawner) { spawner_ = std::move(spawner); }
+  // For a DNS-routed queue: the servers (best-preference MX hosts) of a destination, when
+  // known without waiting (the MX cache); empty when not. Called under the queue's lock.
+  using ServersOf = std::function<std::vector<std::string>(const std::string& destination)>;
+  void set_servers_of(ServersOf f) { servers_of_ = std::move(f); }
+  // The worker's connection is now open to `host` ("" : closed).
+  void connected_to(WorkerSlot& slot, std::string host);
   void set_retry_queue(Queue* retry) { retry_queue_.store(retry, std::memory_order_release); }
   // Starts init_mta workers.
   void start();
@@ -186,6 +194,7 @@ class Queue {
   void unbind_locked(WorkerSlot& slot);
   void remove_idle_locked(WorkerSlot& slot);
   void touch_idle_locked(const std::string& destination);
+  WorkerSlot* idle_on_same_server_locked(const std::string& destination);
   std::shared_ptr<net::Wakeup> evict_idle_locked(const std::string& for_destination);
   void enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);
   std::optional<Job> take_waiting_locked(WorkerSlot& slot);
@@ -198,6 +207,7 @@ class Queue {
   observe::AccountingLog& log_;
   net::EventLoops& loops_;
   Spawner spawner_;
+  ServersOf servers_of_;
   std::atomic<Queue*> retry_queue_{nullptr};
 
   mutable std::mutex mu_;

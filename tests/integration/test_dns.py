@@ -230,3 +230,32 @@ def test_a_connection_serves_every_domain_whose_best_mx_is_its_host(sink, serve,
     # Twenty domains, one worker: one session to the provider's host carried all twenty.
     assert listeners[f"127.0.0.1:{sport}"]["sessions"] == 1, listeners
     assert listeners[f"127.0.0.2:{sport}"]["sessions"] == 1, listeners
+
+
+def test_an_idle_connection_to_a_providers_server_takes_its_other_domains(sink, serve, dnsmasq):
+    """A job for a domain without a connection of its own goes to an idle connection open to
+    one of that domain's best MX hosts (when the MX cache knows them), rather than to a worker
+    that would connect anew."""
+    sport = free_port()
+    records = ["--host-record=mx.provider.test,127.0.0.1"]
+    records += [f"--mx-host=q{d}.test,mx.provider.test,10" for d in range(10)]
+    dns = dnsmasq(records)
+    s = sink(listen=[f"127.0.0.1:{sport}"])
+    port = free_port()
+    # connection_cache = 1: after each domain's first message only one idle connection stays.
+    srv = serve(listener(port) + dns_config(
+        dns.port, sport, 'connection_cache = 1\ntimeouts = { idle = "60s" }\n', max_mta=20))
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port) as c:
+        for rnd in range(2):
+            for d in range(10):
+                c.sendmail("a@b.test", [f"u@q{d}.test"], f"Message-ID: <q{rnd}-{d}@x>\r\n\r\nx\r\n".encode())
+                srv.wait_finals(rnd * 10 + d + 1)
+    assert all(e["event"] == "delivered" for e in srv.finals())
+    counts = wait_until(lambda: s.counts() if s.counts()["messages"] == 20 else None, what="20 messages")
+    # Round one: each domain is new to the MX cache, so its worker connects (10 sessions).
+    # Round two: every route is known and the one idle connection serves all ten: no new one.
+    assert counts["sessions"] == 10, counts
+    srv.process.proc.send_signal(__import__("signal").SIGUSR1)
+    line = wait_until(lambda: [l for l in srv.output().splitlines() if "reused=" in l], what="statistics")[-1]
+    assert int(line.split("reused=")[1].split()[0]) >= 9, line
