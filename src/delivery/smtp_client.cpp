@@ -97,16 +97,23 @@ net::Task<bool> SmtpClient::send_body(const Body& body, milliseconds timeout) {
     const bool last = pos + n >= wire.size();
     const std::array<asio::const_buffer, 2> bufs{asio::buffer(wire.data() + pos, n),
                                                  asio::buffer(term.data(), last ? term.size() : 0)};
-    deadline_.arm(timeout);
-    auto r = co_await stream_->write(std::span<const asio::const_buffer>(bufs));
-    deadline_.disarm();
-    if (r.ec) {
-      error_ = "writing the message to " + peer_ + ": " +
-               (deadline_.expired() ? std::string("timed out") : r.ec.message());
-      co_return false;
-    }
+    const bool written = co_await write_block(bufs, timeout);
+    if (!written) co_return false;
     pos += n;
     if (last) break;
+  }
+  co_return true;
+}
+
+net::Task<bool> SmtpClient::write_block(const std::array<asio::const_buffer, 2>& bufs,
+                                        milliseconds timeout) {
+  deadline_.arm(timeout);
+  auto r = co_await stream_->write(std::span<const asio::const_buffer>(bufs));
+  deadline_.disarm();
+  if (r.ec) {
+    error_ = "writing the message to " + peer_ + ": " +
+             (deadline_.expired() ? std::string("timed out") : r.ec.message());
+    co_return false;
   }
   co_return true;
 }
@@ -133,14 +140,8 @@ net::Task<bool> SmtpClient::send_body_file(const BodyFile& file, milliseconds ti
     const std::array<asio::const_buffer, 2> bufs{
         asio::buffer(block.data(), static_cast<std::size_t>(n)),
         asio::buffer(term.data(), last ? term.size() : 0)};
-    deadline_.arm(timeout);
-    auto r = co_await stream_->write(std::span<const asio::const_buffer>(bufs));
-    deadline_.disarm();
-    if (r.ec) {
-      error_ = "writing the message to " + peer_ + ": " +
-               (deadline_.expired() ? std::string("timed out") : r.ec.message());
-      co_return false;
-    }
+    const bool written = co_await write_block(bufs, timeout);
+    if (!written) co_return false;
     if (last) break;
   }
   co_return true;

@@ -6,6 +6,7 @@
 // says, as `error()`, why a connection broke.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -86,6 +87,10 @@ class SmtpClient {
  private:
   net::Task<bool> send_body(const Body& body, std::chrono::milliseconds timeout);
   net::Task<bool> send_body_file(const BodyFile& file, std::chrono::milliseconds timeout);
+  // One block of the body (and the terminator after the last), under its own deadline
+  // (RFC 5321 §4.5.3.2.5). Pass an lvalue (GCC 12, see open()).
+  net::Task<bool> write_block(const std::array<asio::const_buffer, 2>& bufs,
+                              std::chrono::milliseconds timeout);
   net::Task<bool> hello(const std::string& helo_name, bool lmtp, const config::Timeouts& t);
 
   net::Deadline deadline_;
