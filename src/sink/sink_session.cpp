@@ -52,7 +52,7 @@ SinkSession::SinkSession(std::unique_ptr<net::Stream> stream, const asio::any_io
       opts_(opts),
       counts_(counts),
       listener_(std::move(listener)),
-      rng_(seed),
+      rng_(static_cast<std::minstd_rand::result_type>(seed ^ (seed >> 31))),
       policy_(std::make_unique<FaultPolicy>(*this)),
       proto_(smtp::ServerOptions{.lmtp = false,
                                  .hostname = opts.hostname,
@@ -213,7 +213,8 @@ net::Task<void> SinkSession::serve() {
       if (resp.next != smtp::Next::ReadData) continue;
       const bool ok213 = co_await flush();
       if (!ok213) co_return;
-      std::string wire;
+      std::string& wire = wire_;  // reused: its capacity stays from one message to the next
+      wire.clear();
       smtp::DataReader reader(wire, smtp::DataLimits{opts_.max_message_size, 1u << 20});
       for (;;) {
         if (!in_.empty()) {

@@ -49,11 +49,12 @@ class SinkSession : public std::enable_shared_from_this<SinkSession> {
   const SinkOptions& opts_;
   SinkCounts& counts_;
   std::string listener_;
-  std::mt19937_64 rng_;
+  std::minstd_rand rng_;  // cheap to seed: one per session, thousands of sessions a second
   std::unique_ptr<FaultPolicy> policy_;
   smtp::ServerProtocol proto_;
   smtp::LineBuffer in_;
   std::string out_;
+  std::string wire_;  // the message being received, as on the wire
   net::Deadline deadline_;
   bool drop_now_ = false;
   std::vector<const Fault*> faults_;  // the ones that apply to this session

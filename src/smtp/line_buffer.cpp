@@ -5,22 +5,30 @@
 
 namespace mma::smtp {
 
-LineBuffer::LineBuffer(std::size_t capacity)
-    : buf_(std::min<std::size_t>(capacity, 16 * 1024)), capacity_(capacity) {}
+namespace {
+constexpr std::size_t kFirstSize = 16 * 1024;
+}
+
+LineBuffer::LineBuffer(std::size_t capacity) : capacity_(capacity) {}
 
 std::span<char> LineBuffer::prepare(std::size_t min) {
   if (begin_ == end_) {
     begin_ = end_ = 0;
   }
-  if (buf_.size() - end_ < min && begin_ > 0) {
-    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+  if (size_ - end_ < min && begin_ > 0) {
+    std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
   }
-  if (buf_.size() - end_ < min && buf_.size() < capacity_) {
-    buf_.resize(std::min(capacity_, std::max(buf_.size() * 2, end_ + min)));
+  if (size_ - end_ < min && size_ < capacity_) {
+    const std::size_t grown =
+        std::min(capacity_, std::max({size_ * 2, end_ + min, std::min(capacity_, kFirstSize)}));
+    auto bigger = std::make_unique_for_overwrite<char[]>(grown);
+    if (end_ > 0) std::memcpy(bigger.get(), buf_.get(), end_);
+    buf_ = std::move(bigger);
+    size_ = grown;
   }
-  return {buf_.data() + end_, buf_.size() - end_};
+  return {buf_.get() + end_, size_ - end_};
 }
 
 void LineBuffer::consume(std::size_t n) {
@@ -29,8 +37,9 @@ void LineBuffer::consume(std::size_t n) {
 }
 
 LineBuffer::Status LineBuffer::next_line(std::size_t max_len, Line& out) {
-  const char* start = buf_.data() + begin_;
   const std::size_t avail = end_ - begin_;
+  if (avail == 0) return Status::NeedMore;  // (and no memchr on a buffer not yet allocated)
+  const char* start = buf_.get() + begin_;
   // A line of max_len text bytes may be followed by CR LF: look that far, no further.
   const std::size_t scan = std::min(avail, max_len + 2);
   const void* lf = std::memchr(start, '\n', scan);
@@ -49,7 +58,11 @@ LineBuffer::Status LineBuffer::next_line(std::size_t max_len, Line& out) {
 }
 
 bool LineBuffer::discard_line() {
-  const char* start = buf_.data() + begin_;
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+    return false;
+  }
+  const char* start = buf_.get() + begin_;
   const void* lf = std::memchr(start, '\n', end_ - begin_);
   if (lf == nullptr) {
     begin_ = end_ = 0;

@@ -6,9 +6,9 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string_view>
-#include <vector>
 
 namespace mma::smtp {
 
@@ -20,7 +20,7 @@ class LineBuffer {
   std::span<char> prepare(std::size_t min = 4096);
   void commit(std::size_t n) { end_ += n; }
 
-  [[nodiscard]] std::string_view data() const { return {buf_.data() + begin_, end_ - begin_}; }
+  [[nodiscard]] std::string_view data() const { return {buf_.get() + begin_, end_ - begin_}; }
   [[nodiscard]] bool empty() const { return begin_ == end_; }
   void consume(std::size_t n);
 
@@ -36,7 +36,10 @@ class LineBuffer {
   bool discard_line();
 
  private:
-  std::vector<char> buf_;
+  // Allocated at the first prepare() and never zero-filled: a relay holds thousands of idle
+  // connections, and most only ever read a few short replies (bench/RESULTS.md, latency).
+  std::unique_ptr<char[]> buf_;
+  std::size_t size_ = 0;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
   std::size_t capacity_;

@@ -60,5 +60,31 @@ TEST(LineBuffer, NeverExceedsCapacity) {
   }
 }
 
+TEST(LineBuffer, EmptyUntilFirstPrepare) {
+  LineBuffer b;  // allocates nothing yet: thousands of idle connections hold one each
+  LineBuffer::Line l;
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(b.data().size(), 0u);
+  EXPECT_EQ(b.next_line(100, l), LineBuffer::Status::NeedMore);
+  EXPECT_FALSE(b.discard_line());
+  b.consume(10);
+  EXPECT_TRUE(b.empty());
+}
+
+TEST(LineBuffer, KeepsUnreadBytesWhenGrowing) {
+  LineBuffer b(1 << 20);
+  std::string text;
+  for (int i = 0; i < 5000; ++i) text += "250-line " + std::to_string(i) + "\r\n";
+  // Larger than the first allocation: every prepare() may move or grow the buffer.
+  for (std::size_t pos = 0; pos < text.size(); pos += 1000)
+    put(b, std::string_view(text).substr(pos, 1000));
+  LineBuffer::Line l;
+  for (int i = 0; i < 5000; ++i) {
+    ASSERT_EQ(b.next_line(100, l), LineBuffer::Status::Line) << i;
+    EXPECT_EQ(l.text, "250-line " + std::to_string(i));
+  }
+  EXPECT_TRUE(b.empty());
+}
+
 }  // namespace
 }  // namespace mma::smtp
