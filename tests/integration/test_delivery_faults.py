@@ -27,9 +27,12 @@ def inject(port, n):
 ] + [("mail", "truncated"), ("dot", "truncated")])
 def test_fault_at_each_phase_is_survived(sink, serve, phase, kind):
     bad = sink("--fault", f"{phase}:{kind}", name="bad")
-    good = sink(name="good")
+    # The good host takes 150 ms per message: its workers are busy while the 12 arrive, so the
+    # idle ones at the bad host get jobs and meet the fault (with instant answers, the good
+    # host's workers, parked last, could take every job on a loaded machine).
+    good = sink("--data-delay", "150ms", name="good")
     port = free_port()
-    # Four warm workers start at alternate hosts (two at the bad one), so the fault is met.
+    # Four warm workers start at alternate hosts (two at the bad one).
     srv = serve(listener(port) + two_hosts(bad.address, good.address, "init_mta = 4"))
     inject(port, 12)
     finals = srv.wait_finals(12, timeout=60)
@@ -38,9 +41,8 @@ def test_fault_at_each_phase_is_survived(sink, serve, phase, kind):
     counts = wait_until(lambda: good.counts() if good.counts()["messages"] == 12 else None, what="12 at the good host")
     assert counts["duplicates"] == 0
     assert bad.counts()["messages"] == 0
-    if phase not in ("banner", "ehlo") and bad.counts()["sessions"] > 0:
-        # The fault broke a transaction: it is in the accounting log as a deferral. (On a loaded
-        # machine the good host's workers may take every job before a bad one gets its first.)
+    if phase not in ("banner", "ehlo"):
+        # The fault broke a transaction: it is in the accounting log as a deferral.
         deferred = [e for e in srv.accounting() if e["event"] == "deferred"]
         assert deferred, "a broken transaction must show as deferred"
         assert all(e["code"] in (421, 451) for e in deferred)
