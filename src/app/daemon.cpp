@@ -106,6 +106,11 @@ class Daemon {
       delivery::MtaWorker::start(loops_.next().get_executor(), queue, *worker_ctx_, warm);
     });
     q->set_servers_of([this](const std::string& domain) { return routes_->servers_of(domain); });
+    if (routes_->resolves()) {
+      q->set_look_up([this](const std::string& domain, std::function<void()> done) {
+        routes_->look_up(domain, loops_.next(), std::move(done));
+      });
+    }
     if (qc.resolve) routes_->watch(qc, loops_.main());
     active_.push_back(q.get());
     queues_.push_back(std::move(q));

@@ -93,6 +93,23 @@ net::Task<dns::RouteRef> RouteSource::route(const config::QueueSection& queue,
   co_return r;
 }
 
+void RouteSource::look_up(const std::string& domain, asio::io_context& loop,
+                          std::function<void()> done) {
+  std::string name = domain;  // copied into the coroutine's frame as lvalues (GCC 12)
+  asio::co_spawn(loop, look_up_then(cache_, std::move(name), std::move(done)), asio::detached);
+}
+
+net::Task<void> RouteSource::look_up_then(dns::MxCache* cache, std::string domain,
+                                          std::function<void()> done) {
+  try {
+    const dns::RouteRef r = co_await cache->route(domain);
+    static_cast<void>(r);  // the cache keeps it; the queue asks servers_of() again
+  } catch (const std::exception& e) {
+    spdlog::warn("looking up {} ahead: {}", domain, e.what());
+  }
+  done();  // whatever happened: the held jobs must not wait for ever
+}
+
 std::vector<std::string> RouteSource::servers_of(const std::string& domain) const {
   if (cache_ == nullptr) return {};
   const dns::RouteRef r = cache_->peek(domain);

@@ -5,6 +5,7 @@
 // resolves each recipient domain through the MxCache.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,11 +33,17 @@ class RouteSource {
   // For a DNS-routed queue: the best servers of a destination domain, if the MX cache knows
   // them now; empty otherwise. Never waits.
   [[nodiscard]] std::vector<std::string> servers_of(const std::string& domain) const;
+  // Whether look_up() can do anything: a resolver is configured.
+  [[nodiscard]] bool resolves() const { return cache_ != nullptr; }
+  // Looks `domain` up into the MX cache on `loop`, then calls `done` there (also on failure).
+  void look_up(const std::string& domain, asio::io_context& loop, std::function<void()> done);
 
  private:
   net::Task<void> refresh(std::shared_ptr<const config::QueueSection> settings,
                           unsigned generation);
   static dns::RouteRef static_route(const config::QueueSection& queue);
+  static net::Task<void> look_up_then(dns::MxCache* cache, std::string domain,
+                                      std::function<void()> done);
 
   dns::MxCache* cache_;
   std::mutex mu_;

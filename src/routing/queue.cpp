@@ -126,10 +126,8 @@ void Queue::remove_idle_locked(WorkerSlot& slot) {
   }
 }
 
-WorkerSlot* Queue::idle_on_same_server_locked(const std::string& destination) {
-  if (!servers_of_ || idle_lru_.empty() || !config()->per_domain()) return nullptr;
-  const std::vector<std::string> servers = servers_of_(destination);
-  if (servers.empty()) return nullptr;
+WorkerSlot* Queue::idle_on_same_server_locked(const std::vector<std::string>& servers) {
+  if (servers.empty() || idle_lru_.empty()) return nullptr;
   // The most recently used first: the warmest connection.
   for (const std::string& other : idle_lru_) {
     const auto it = dests_.find(other);  // never operator[]: the caller holds a reference
@@ -249,10 +247,8 @@ void Queue::submit(Job job) {
 }
 
 void Queue::enqueue(Job job, bool fresh) {
-  std::shared_ptr<net::Wakeup> wake;
-  bool spawn_one = false;
+  Placement p;
   std::optional<std::string> advice;
-  std::vector<Job> down;
   {
     std::lock_guard lock(mu_);
     const auto now = Clock::now();
@@ -278,54 +274,102 @@ void Queue::enqueue(Job job, bool fresh) {
         advice = advisor_.count(job.recipients[0].domain(), now);
     }
     job.queued = now;
-    const std::string name = job.destination;
-    Destination& d = dests_[name];
-    const unsigned limit = destination_limit();
-    if (d.down_until > now) {
-      down.push_back(std::move(job));
-    } else if (!d.idle.empty()) {
-      // A worker connected to this destination is waiting: the warmest connection (patent §C).
-      WorkerSlot* w = d.idle.back();
-      remove_idle_locked(*w);
-      w->inbox = std::move(job);
-      wake = w->wakeup;
-      ++in_flight_;
-    } else if (WorkerSlot* same =
-                   d.connections < limit ? idle_on_same_server_locked(name) : nullptr) {
-      // Domains hosted by one provider share its servers: an idle connection to one of this
-      // domain's best MX hosts serves it, rather than a new connection (as Postfix does), even
-      // when an unconnected worker is ready.
-      remove_idle_locked(*same);
-      unbind_locked(*same);
-      bind_locked(*same, name);
-      same->inbox = std::move(job);
-      wake = same->wakeup;
-      ++in_flight_;
-      ++stats_.reused;
-    } else if (d.connections < limit && !unbound_.empty()) {
-      WorkerSlot* w = unbound_.back();
-      remove_idle_locked(*w);
-      bind_locked(*w, name);
-      w->inbox = std::move(job);
-      wake = w->wakeup;
-      ++in_flight_;
-    } else {
-      const bool room = d.connections < limit;
-      push_pending_locked(std::move(job), false);
-      if (room) {
-        // Patent Fig. 7: no worker ready, fewer than max_mta, a backlog beyond max_queue.
-        if ((workers_ == 0 || pending_ > config()->max_queue) && reserve_worker_locked()) {
-          spawn_one = true;
-        } else if (workers_ >= config()->max_mta) {
-          wake = evict_idle_locked(name);
-        }
-      }
-    }
+    place_locked(std::move(job), now, p);
   }
   if (advice) spdlog::info("queue {}: {}", name_, *advice);
-  if (wake) wake->notify();
-  if (spawn_one && spawner_) spawner_(*this, false);
-  if (!down.empty()) hand_off(std::move(down), "destination down");
+  carry_out(p);
+}
+
+void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
+  const std::string name = job.destination;
+  Destination& d = dests_[name];
+  const unsigned limit = destination_limit();
+  if (d.down_until > now) {
+    p.down.push_back(std::move(job));
+    return;
+  }
+  if (!d.idle.empty()) {
+    // A worker connected to this destination is waiting: the warmest connection (patent §C).
+    WorkerSlot* w = d.idle.back();
+    remove_idle_locked(*w);
+    w->inbox = std::move(job);
+    p.wake.push_back(w->wakeup);
+    ++in_flight_;
+    return;
+  }
+  // The destination's servers (best-preference MX hosts), when the MX cache knows them.
+  std::vector<std::string> servers;
+  if (servers_of_ && d.connections < limit && config()->per_domain()) servers = servers_of_(name);
+  if (servers.empty() && look_up_ && d.connections == 0 && !d.looked_up && config()->per_domain()) {
+    // A domain new to the MX cache: hold its jobs while its MX hosts are looked up, so that
+    // they can go to a connection already open to one of them rather than each new domain
+    // opening (or, at max_mta, evicting) one of its own.
+    push_pending_locked(std::move(job), false);
+    if (!d.looking_up) {
+      d.looking_up = true;
+      p.look_up.push_back(name);
+    }
+    return;
+  }
+  if (WorkerSlot* same = idle_on_same_server_locked(servers)) {
+    // Domains hosted by one provider share its servers: an idle connection to one of this
+    // domain's best MX hosts serves it, rather than a new connection (as Postfix does), even
+    // when an unconnected worker is ready.
+    remove_idle_locked(*same);
+    unbind_locked(*same);
+    bind_locked(*same, name);
+    same->inbox = std::move(job);
+    p.wake.push_back(same->wakeup);
+    ++in_flight_;
+    ++stats_.reused;
+    return;
+  }
+  if (d.connections < limit && !unbound_.empty()) {
+    WorkerSlot* w = unbound_.back();
+    remove_idle_locked(*w);
+    bind_locked(*w, name);
+    w->inbox = std::move(job);
+    p.wake.push_back(w->wakeup);
+    ++in_flight_;
+    return;
+  }
+  const bool room = d.connections < limit;
+  push_pending_locked(std::move(job), false);
+  if (room) {
+    // Patent Fig. 7: no worker ready, fewer than max_mta, a backlog beyond max_queue.
+    if ((workers_ == 0 || pending_ > config()->max_queue) && reserve_worker_locked()) {
+      ++p.spawn;
+    } else if (workers_ >= config()->max_mta) {
+      if (auto w = evict_idle_locked(name)) p.wake.push_back(std::move(w));
+    }
+  }
+}
+
+void Queue::carry_out(Placement& p) {
+  for (auto& w : p.wake) w->notify();
+  for (unsigned i = 0; i < p.spawn && spawner_; ++i) spawner_(*this, false);
+  if (!p.down.empty()) hand_off(std::move(p.down), "destination down");
+  for (const std::string& name : p.look_up) look_up_(name, [this, name] { looked_up(name); });
+}
+
+void Queue::looked_up(const std::string& destination) {
+  Placement p;
+  {
+    std::lock_guard lock(mu_);
+    auto it = dests_.find(destination);
+    if (it == dests_.end()) return;
+    Destination& d = it->second;
+    d.looking_up = false;
+    d.looked_up = true;
+    // Placed again as if they arrived now, keeping their time of arrival. (The destination
+    // stays in waiting_ if nothing is left pending: take_waiting_locked drops it.)
+    std::deque<Job> held = std::move(d.pending);
+    d.pending.clear();
+    pending_ -= held.size();
+    const auto now = Clock::now();
+    for (Job& job : held) place_locked(std::move(job), now, p);
+  }
+  carry_out(p);
 }
 
 bool Queue::admit(const std::shared_ptr<net::Wakeup>& w) {

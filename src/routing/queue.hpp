@@ -101,6 +101,12 @@ class Queue {
   // known without waiting (the MX cache); empty when not. Called under the queue's lock.
   using ServersOf = std::function<std::vector<std::string>(const std::string& destination)>;
   void set_servers_of(ServersOf f) { servers_of_ = std::move(f); }
+  // For a DNS-routed queue with a resolver: starts looking up a destination's MX hosts and calls
+  // `done` (on any loop, never inline under the queue's lock) when the MX cache has the answer
+  // or the look-up failed. Set: the first job of a domain waits for it, so that it can share a
+  // connection open to one of its servers instead of opening its own.
+  using LookUp = std::function<void(const std::string& destination, std::function<void()> done)>;
+  void set_look_up(LookUp f) { look_up_ = std::move(f); }
   // The worker's connection is now open to `host` ("" : closed).
   void connected_to(WorkerSlot& slot, std::string host);
   void set_retry_queue(Queue* retry) { retry_queue_.store(retry, std::memory_order_release); }
@@ -174,10 +180,24 @@ class Queue {
     std::vector<WorkerSlot*> idle;  // parked bound workers: open, unused connections
     unsigned failures = 0;          // consecutive connection failures
     Clock::time_point down_until{};
-    bool waiting = false;  // listed in waiting_
+    bool waiting = false;     // listed in waiting_
+    bool looking_up = false;  // its MX hosts are being looked up ahead (set_look_up)
+    bool looked_up = false;   // ... and were: never held for that again
+  };
+
+  // What to do once a job is placed and the lock released.
+  struct Placement {
+    std::vector<std::shared_ptr<net::Wakeup>> wake;
+    unsigned spawn = 0;
+    std::vector<Job> down;
+    std::vector<std::string> look_up;
   };
 
   void enqueue(Job job, bool fresh);
+  void place_locked(Job job, Clock::time_point now, Placement& p);
+  void carry_out(Placement& p);
+  // The look-up of `destination`'s MX hosts ended: its held jobs are placed now.
+  void looked_up(const std::string& destination);
   void retry_later(Job job, std::chrono::milliseconds delay);
   void arm_retry_timer();  // on the main loop only
   void on_retry_timer();
@@ -194,7 +214,7 @@ class Queue {
   void unbind_locked(WorkerSlot& slot);
   void remove_idle_locked(WorkerSlot& slot);
   void touch_idle_locked(const std::string& destination);
-  WorkerSlot* idle_on_same_server_locked(const std::string& destination);
+  WorkerSlot* idle_on_same_server_locked(const std::vector<std::string>& servers);
   std::shared_ptr<net::Wakeup> evict_idle_locked(const std::string& for_destination);
   void enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);
   std::optional<Job> take_waiting_locked(WorkerSlot& slot);
@@ -208,6 +228,7 @@ class Queue {
   net::EventLoops& loops_;
   Spawner spawner_;
   ServersOf servers_of_;
+  LookUp look_up_;
   std::atomic<Queue*> retry_queue_{nullptr};
 
   mutable std::mutex mu_;

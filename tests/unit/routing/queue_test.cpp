@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <map>
+
 #include <unistd.h>
 
 #include <fstream>
@@ -269,6 +272,66 @@ TEST_F(DestinationTest, ConnectionCacheKeepsOnlyTheMostRecentDestinations) {
   EXPECT_FALSE(a.bound);
   EXPECT_TRUE(q.next_job(a, true).drop_connection);
   EXPECT_FALSE(q.next_job(a, false).job);  // parks without a connection
+}
+
+TEST_F(DestinationTest, ANewDomainWaitsForItsMxHostsThenSharesAnIdleConnectionToOne) {
+  Queue q(cfg(5, 5, 5), log, loops);
+  int spawned = 0;
+  q.set_spawner([&](Queue&, bool) { ++spawned; });
+  std::map<std::string, std::vector<std::string>> known{{"a.test", {"mx1"}}};
+  q.set_servers_of([&](const std::string& d) {
+    auto it = known.find(d);
+    return it == known.end() ? std::vector<std::string>{} : it->second;
+  });
+  std::vector<std::pair<std::string, std::function<void()>>> lookups;
+  q.set_look_up([&](const std::string& d, std::function<void()> done) {
+    lookups.emplace_back(d, std::move(done));
+  });
+  // a.test's MX is known: a worker starts, delivers, and parks connected to mx1.
+  q.submit(job("a.test"));
+  EXPECT_EQ(spawned, 1);
+  EXPECT_TRUE(lookups.empty());
+  WorkerSlot w = slot();
+  auto j = q.next_job(w, false);
+  ASSERT_TRUE(j.job);
+  q.connected_to(w, "mx1");
+  q.complete(std::move(*j.job),
+             {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
+             AttemptReport{"mx1", false, false, true, Clock::now()});
+  EXPECT_FALSE(q.next_job(w, true).job);
+  ASSERT_TRUE(w.parked);
+
+  // b.test is new to the MX cache: its two jobs wait for one look-up; no worker starts for them.
+  q.submit(job("b.test"));
+  q.submit(job("b.test"));
+  ASSERT_EQ(lookups.size(), 1u);
+  EXPECT_EQ(lookups[0].first, "b.test");
+  EXPECT_EQ(spawned, 1);
+  EXPECT_TRUE(w.parked);
+  EXPECT_EQ(q.stats().queued, 2u);
+
+  // Its best MX is mx1: the idle connection there takes the first job.
+  known["b.test"] = {"mx1"};
+  lookups[0].second();
+  EXPECT_FALSE(w.parked);
+  ASSERT_TRUE(w.inbox);
+  EXPECT_EQ(w.inbox->destination, "b.test");
+  EXPECT_EQ(q.stats().reused, 1u);
+  EXPECT_EQ(q.stats().queued, 1u);  // the second waits its turn
+
+  // A failed look-up releases the jobs as well, and a domain is looked up ahead only once.
+  q.submit(job("c.test"));
+  ASSERT_EQ(lookups.size(), 2u);
+  lookups[1].second();
+  q.submit(job("c.test"));
+  EXPECT_EQ(lookups.size(), 2u);
+  WorkerSlot w2 = slot();
+  auto b2 = q.next_job(w2, false);
+  ASSERT_TRUE(b2.job);
+  EXPECT_EQ(b2.job->destination, "b.test");
+  auto c1 = q.next_job(w2, false);
+  ASSERT_TRUE(c1.job);
+  EXPECT_EQ(c1.job->destination, "c.test");
 }
 
 TEST_F(DestinationTest, ADestinationDownGoesToTheRetryQueue) {
