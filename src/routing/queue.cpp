@@ -120,7 +120,7 @@ void Queue::remove_idle_locked(WorkerSlot& slot) {
   if (slot.bound) {
     auto& d = dests_[slot.destination];
     erase_one(d.idle, &slot);
-    if (d.idle.empty()) idle_lru_.remove(slot.destination);
+    if (d.idle.empty()) drop_from_lru_locked(d);
   } else {
     erase_one(unbound_, &slot);
   }
@@ -146,9 +146,23 @@ void Queue::connected_to(WorkerSlot& slot, std::string host) {
   slot.host = std::move(host);
 }
 
+// Constant time, not a search of the list: a relay may hold idle connections to thousands of
+// destinations, and this runs each time a worker parks.
 void Queue::touch_idle_locked(const std::string& destination) {
-  idle_lru_.remove(destination);
-  idle_lru_.push_front(destination);
+  Destination& d = dests_[destination];
+  if (d.in_lru) {
+    idle_lru_.splice(idle_lru_.begin(), idle_lru_, d.lru);
+  } else {
+    idle_lru_.push_front(destination);
+    d.lru = idle_lru_.begin();
+    d.in_lru = true;
+  }
+}
+
+void Queue::drop_from_lru_locked(Destination& d) {
+  if (!d.in_lru) return;
+  idle_lru_.erase(d.lru);
+  d.in_lru = false;
 }
 
 void Queue::push_pending_locked(Job job, bool front) {
@@ -193,7 +207,7 @@ void Queue::enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake
   if (!config()->per_domain()) return;
   while (idle_lru_.size() > config()->connection_cache) {
     const std::string victim = idle_lru_.back();
-    idle_lru_.pop_back();
+    drop_from_lru_locked(dests_[victim]);
     auto slots = std::move(dests_[victim].idle);
     dests_[victim].idle.clear();
     for (WorkerSlot* w : slots) {
@@ -763,6 +777,7 @@ void Queue::stop() {
         wake.push_back(s->wakeup);
       }
       d.idle.clear();
+      d.in_lru = false;
     }
     idle_lru_.clear();
     ready_ = 0;

@@ -183,6 +183,8 @@ class Queue {
     bool waiting = false;     // listed in waiting_
     bool looking_up = false;  // its MX hosts are being looked up ahead (set_look_up)
     bool looked_up = false;   // ... and were: never held for that again
+    bool in_lru = false;      // listed in idle_lru_ (exactly when `idle` is not empty), at `lru`
+    std::list<std::string>::iterator lru;
   };
 
   // What to do once a job is placed and the lock released.
@@ -214,6 +216,7 @@ class Queue {
   void unbind_locked(WorkerSlot& slot);
   void remove_idle_locked(WorkerSlot& slot);
   void touch_idle_locked(const std::string& destination);
+  void drop_from_lru_locked(Destination& d);
   WorkerSlot* idle_on_same_server_locked(const std::vector<std::string>& servers);
   std::shared_ptr<net::Wakeup> evict_idle_locked(const std::string& for_destination);
   void enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);

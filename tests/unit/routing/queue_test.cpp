@@ -274,6 +274,39 @@ TEST_F(DestinationTest, ConnectionCacheKeepsOnlyTheMostRecentDestinations) {
   EXPECT_FALSE(q.next_job(a, false).job);  // parks without a connection
 }
 
+TEST_F(DestinationTest, ConnectionCacheEvictsTheLeastRecentlyUsedNotTheFirstParked) {
+  Queue q(cfg(5, 5, 2), log, loops);
+  q.set_spawner([](Queue&, bool) {});
+  const auto done = [&](Job j) {
+    q.complete(std::move(j), {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
+               AttemptReport{"mx", false, false, true, Clock::now()});
+  };
+  WorkerSlot a1 = slot(), a2 = slot(), b = slot(), c = slot();
+  q.submit(job("a.test"));
+  q.submit(job("a.test"));
+  auto j1 = q.next_job(a1, false);
+  auto j2 = q.next_job(a2, false);
+  ASSERT_TRUE(j1.job && j2.job);
+  done(std::move(*j1.job));
+  EXPECT_FALSE(q.next_job(a1, true).job);  // a.test idle
+  q.submit(job("b.test"));
+  auto jb = q.next_job(b, false);
+  ASSERT_TRUE(jb.job);
+  done(std::move(*jb.job));
+  EXPECT_FALSE(q.next_job(b, true).job);  // b.test idle, the most recent
+  done(std::move(*j2.job));
+  EXPECT_FALSE(q.next_job(a2, true).job);  // a.test's second connection: a.test most recent again
+  q.submit(job("c.test"));
+  auto jc = q.next_job(c, false);
+  ASSERT_TRUE(jc.job);
+  done(std::move(*jc.job));
+  EXPECT_FALSE(q.next_job(c, true).job);  // three idle destinations, room for two: b.test goes
+  EXPECT_TRUE(b.drop_connection);
+  EXPECT_FALSE(a1.drop_connection);
+  EXPECT_FALSE(a2.drop_connection);
+  EXPECT_FALSE(c.drop_connection);
+}
+
 TEST_F(DestinationTest, ANewDomainWaitsForItsMxHostsThenSharesAnIdleConnectionToOne) {
   Queue q(cfg(5, 5, 5), log, loops);
   int spawned = 0;
