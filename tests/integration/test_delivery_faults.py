@@ -8,7 +8,9 @@ import pytest
 
 from harness import MMA, free_port, listener, wait_until
 
-TIMEOUTS = 'timeouts = { connect = "1s", banner = "400ms", command = "400ms", data = "400ms", data_done = "400ms" }'
+# data_done leaves the good host's 150 ms answer (below) a wide margin on a loaded machine: a
+# timeout there would send the message again, a duplicate.
+TIMEOUTS = 'timeouts = { connect = "1s", banner = "400ms", command = "400ms", data = "400ms", data_done = "1500ms" }'
 
 
 def two_hosts(bad, good, extra=""):
@@ -38,8 +40,8 @@ def test_fault_at_each_phase_is_survived(sink, serve, phase, kind):
     finals = srv.wait_finals(12, timeout=60)
     assert collections.Counter(e["event"] for e in finals) == {"delivered": 12}
     assert all(e["mx"] == good.address for e in finals)
-    counts = wait_until(lambda: good.counts() if good.counts()["messages"] == 12 else None, what="12 at the good host")
-    assert counts["duplicates"] == 0
+    counts = wait_until(lambda: good.counts() if good.counts()["messages"] >= 12 else None, what="12 at the good host")
+    assert (counts["messages"], counts["duplicates"]) == (12, 0), (counts, srv.accounting())
     assert bad.counts()["messages"] == 0
     if phase not in ("banner", "ehlo"):
         # The fault broke a transaction: it is in the accounting log as a deferral.
