@@ -54,8 +54,8 @@ class SpoolTest : public ::testing::Test {
   }
 
   std::error_code store(Spool& spool, Message& m, const std::vector<Recipient>& r) {
-    asio::io_context ctx;
     std::error_code ec = std::make_error_code(std::errc::interrupted);
+    ctx.restart();
     asio::co_spawn(
         ctx,
         [](Spool& s, Message& msg, const std::vector<Recipient>& rc, std::error_code& out)
@@ -64,6 +64,11 @@ class SpoolTest : public ::testing::Test {
     ctx.run();
     return ec;
   }
+
+  // Outlives every Spool of a test (those are locals of the test body): the spool's writer
+  // thread may drop its reference to a commit, and so destroy the commit's wake-up timer on
+  // this context, after the session it woke has finished.
+  asio::io_context ctx;
 };
 
 TEST_F(SpoolTest, WhatIsStoredIsRecoveredUntilItsRecipientsAreDone) {
