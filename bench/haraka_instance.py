@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from postfix_instance import master_and_children
+
 VERSION = "3.3.4"
 PREFIX = Path(os.environ.get("MMA_HARAKA_PREFIX", "/opt/mma-bench/haraka"))
 HARAKA_JS = PREFIX / "node_modules" / "Haraka" / "bin" / "haraka"
@@ -157,19 +159,7 @@ class HarakaInstance:
 
     def pids(self):
         """The master and its live children (the cluster workers)."""
-        master = self.master_pid()
-        if master is None:
-            return []
-        pids = [master]
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
-                    if int(fields[1]) == master:
-                        pids.append(int(d))
-                except (OSError, IndexError, ValueError):
-                    pass
-        return pids
+        return master_and_children(self.master_pid())
 
     def queued(self):
         """Messages still in the outbound queue (files in queue/)."""

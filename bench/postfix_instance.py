@@ -38,6 +38,22 @@ RELAY_TUNING = {
 }
 
 
+
+def master_and_children(master):
+    """`master` and the live processes whose parent it is (from /proc), or [] without a master."""
+    if master is None:
+        return []
+    pids = [master]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == master:
+                    pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
 class PostfixInstance:
     def __init__(self, workdir, port, settings, host="127.0.0.1"):
         self.dir = Path(workdir)
@@ -118,19 +134,7 @@ class PostfixInstance:
 
     def pids(self):
         """The master and its live children."""
-        master = self.master_pid()
-        if master is None:
-            return []
-        pids = [master]
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
-                    if int(fields[1]) == master:
-                        pids.append(int(d))
-                except (OSError, IndexError, ValueError):
-                    pass
-        return pids
+        return master_and_children(self.master_pid())
 
     def stop(self):
         subprocess.run(["postfix", "-c", str(self.etc), "stop"], env=self._env(), stdout=subprocess.DEVNULL,
