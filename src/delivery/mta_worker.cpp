@@ -213,7 +213,7 @@ net::Task<bool> MtaWorker::serves(const std::string& destination) {
   if (route->status != dns::Route::Status::Ok || route->hosts.empty()) co_return false;
   // Only among the best preference: RFC 5321 §5.1 prefers the lowest-numbered exchangers, and
   // a backup MX must not get mail its primary would take. Same name: same TLS identity.
-  const std::vector<std::string> best = dns::best_servers(*route);
+  const std::vector<std::string>& best = route->best;
   co_return std::find(best.begin(), best.end(), dns::server_key(connected_host_)) != best.end();
 }
 

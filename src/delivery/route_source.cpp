@@ -9,6 +9,7 @@ dns::RouteRef RouteSource::static_route(const config::QueueSection& queue) {
   r->status = dns::Route::Status::Ok;
   for (const auto& ep : queue.mx) r->hosts.push_back({ep.to_string(), ep, 0});
   r->expires = std::chrono::steady_clock::time_point::max();
+  dns::settle(*r);
   return r;
 }
 
@@ -110,10 +111,13 @@ net::Task<void> RouteSource::look_up_then(dns::MxCache* cache, std::string domai
   done();  // whatever happened: the held jobs must not wait for ever
 }
 
-std::vector<std::string> RouteSource::servers_of(const std::string& domain) const {
-  if (cache_ == nullptr) return {};
-  const dns::RouteRef r = cache_->peek(domain);
-  return r ? dns::best_servers(*r) : std::vector<std::string>{};
+std::shared_ptr<const std::vector<std::string>> RouteSource::servers_of(
+    const std::string& domain) const {
+  if (cache_ == nullptr) return nullptr;
+  dns::RouteRef r = cache_->peek(domain);
+  if (!r) return nullptr;
+  const std::vector<std::string>* best = &r->best;
+  return {std::move(r), best};  // shares the route's ownership: no copy per job
 }
 
 }  // namespace mma::delivery

@@ -31,8 +31,9 @@ class RouteSource {
 
   net::Task<dns::RouteRef> route(const config::QueueSection& queue, const std::string& destination);
   // For a DNS-routed queue: the best servers of a destination domain, if the MX cache knows
-  // them now; empty otherwise. Never waits.
-  [[nodiscard]] std::vector<std::string> servers_of(const std::string& domain) const;
+  // them now; null otherwise. Never waits.
+  [[nodiscard]] std::shared_ptr<const std::vector<std::string>> servers_of(
+      const std::string& domain) const;
   // Whether look_up() can do anything: a resolver is configured.
   [[nodiscard]] bool resolves() const { return cache_ != nullptr; }
   // Looks `domain` up into the MX cache on `loop`, then calls `done` there (also on failure).

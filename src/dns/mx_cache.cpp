@@ -150,6 +150,7 @@ net::Task<RouteRef> MxCache::resolve(const std::string& domain) {
     r->status = Route::Status::Ok;
     r->hosts.push_back({ip, config::Endpoint{config::Endpoint::Kind::Tcp, ip, opts_.port, {}}, 0});
     r->expires = now + opts_.max_ttl;
+    settle(*r);
     co_return r;
   }
   const Answer mx = co_await resolver_.query(domain, RrType::Mx);
@@ -227,6 +228,7 @@ net::Task<RouteRef> MxCache::resolve(const std::string& domain) {
   }
   r->status = Route::Status::Ok;
   r->expires = now + clamp(ttl);
+  settle(*r);
   co_return r;
 }
 

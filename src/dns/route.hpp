@@ -31,6 +31,9 @@ struct Route {
   bool implicit_mx = false;  // no MX record: the domain's own address (RFC 5321 §5.1)
   smtp::Reply error;         // for Permanent and Temporary
   std::chrono::steady_clock::time_point expires{};
+  // best_servers(*this), kept by whoever completes the route (settle()): the queue asks for it
+  // for each job it places, and building it costs a string per host.
+  std::vector<std::string> best;
 };
 
 using RouteRef = std::shared_ptr<const Route>;
@@ -50,6 +53,11 @@ inline std::vector<std::string> best_servers(const Route& r) {
     out.push_back(server_key(h));
   }
   return out;
+}
+
+// Called once a route's hosts and status are final, before it is shared.
+inline void settle(Route& r) {
+  r.best = best_servers(r);
 }
 
 }  // namespace mma::dns

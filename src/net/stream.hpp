@@ -61,22 +61,28 @@ class SocketStream final : public Stream {
     socket_.shutdown(Socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
+  // Asked once: a session names its peer in every Received header, and getpeername is a
+  // syscall. The peer of a connected socket never changes.
   [[nodiscard]] std::string peer() const override {
-    std::error_code ec;
-    auto ep = socket_.remote_endpoint(ec);
-    if (ec) return "?";
-    if constexpr (std::is_same_v<Socket, asio::ip::tcp::socket>) {
-      const auto a = ep.address();
-      return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
-             std::to_string(ep.port());
-    } else {
-      return "unix";
+    if (peer_.empty()) {
+      std::error_code ec;
+      auto ep = socket_.remote_endpoint(ec);
+      if (ec) return "?";  // not connected (yet, or any more): not remembered
+      if constexpr (std::is_same_v<Socket, asio::ip::tcp::socket>) {
+        const auto a = ep.address();
+        peer_ = (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
+                std::to_string(ep.port());
+      } else {
+        peer_ = "unix";
+      }
     }
+    return peer_;
   }
   Socket& socket() { return socket_; }
 
  private:
   Socket socket_;
+  mutable std::string peer_;
 };
 
 using TcpStream = SocketStream<asio::ip::tcp::socket>;

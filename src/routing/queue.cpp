@@ -21,9 +21,12 @@ std::size_t open_descriptors() {
   return n > 2 ? n - 3 : 0;  // ".", ".." and the directory's own descriptor
 }
 
+// Each element is in its list once. From the back, where the slot just taken usually is: a
+// ready list may hold thousands of workers.
 template <class T>
 void erase_one(std::vector<T>& v, const T& x) {
-  v.erase(std::remove(v.begin(), v.end(), x), v.end());
+  const auto it = std::find(v.rbegin(), v.rend(), x);
+  if (it != v.rend()) v.erase(std::next(it).base());
 }
 
 }  // namespace
@@ -128,7 +131,8 @@ void Queue::remove_idle_locked(WorkerSlot& slot) {
 
 WorkerSlot* Queue::idle_on_same_server_locked(const std::vector<std::string>& servers) {
   if (servers.empty() || idle_lru_.empty()) return nullptr;
-  // The most recently used first: the warmest connection.
+  // The most recently used first: the warmest connection. A short walk: idle_lru_ holds at
+  // most connection_cache destinations.
   for (const std::string& other : idle_lru_) {
     const auto it = dests_.find(other);  // never operator[]: the caller holds a reference
     if (it == dests_.end()) continue;
@@ -312,20 +316,22 @@ void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
     return;
   }
   // The destination's servers (best-preference MX hosts), when the MX cache knows them.
-  std::vector<std::string> servers;
+  Servers servers;
   if (servers_of_ && d.connections < limit && config()->per_domain()) servers = servers_of_(name);
-  if (servers.empty() && look_up_ && d.connections == 0 && !d.looked_up && config()->per_domain()) {
+  const bool known = servers && !servers->empty();
+  if (!known && look_up_ && d.connections == 0 && d.look_up != Destination::LookUp::Done &&
+      config()->per_domain()) {
     // A domain new to the MX cache: hold its jobs while its MX hosts are looked up, so that
     // they can go to a connection already open to one of them rather than each new domain
     // opening (or, at max_mta, evicting) one of its own.
     push_pending_locked(std::move(job), false);
-    if (!d.looking_up) {
-      d.looking_up = true;
+    if (d.look_up == Destination::LookUp::NotYet) {
+      d.look_up = Destination::LookUp::Underway;
       p.look_up.push_back(name);
     }
     return;
   }
-  if (WorkerSlot* same = idle_on_same_server_locked(servers)) {
+  if (WorkerSlot* same = known ? idle_on_same_server_locked(*servers) : nullptr) {
     // Domains hosted by one provider share its servers: an idle connection to one of this
     // domain's best MX hosts serves it, rather than a new connection (as Postfix does), even
     // when an unconnected worker is ready.
@@ -373,8 +379,7 @@ void Queue::looked_up(const std::string& destination) {
     auto it = dests_.find(destination);
     if (it == dests_.end()) return;
     Destination& d = it->second;
-    d.looking_up = false;
-    d.looked_up = true;
+    d.look_up = Destination::LookUp::Done;
     // Placed again as if they arrived now, keeping their time of arrival. (The destination
     // stays in waiting_ if nothing is left pending: take_waiting_locked drops it.)
     std::deque<Job> held = std::move(d.pending);

@@ -98,8 +98,9 @@ class Queue {
 
   void set_spawner(Spawner spawner) { spawner_ = std::move(spawner); }
   // For a DNS-routed queue: the servers (best-preference MX hosts) of a destination, when
-  // known without waiting (the MX cache); empty when not. Called under the queue's lock.
-  using ServersOf = std::function<std::vector<std::string>(const std::string& destination)>;
+  // known without waiting (the MX cache); null or empty when not. Called under the queue's lock.
+  using Servers = std::shared_ptr<const std::vector<std::string>>;
+  using ServersOf = std::function<Servers(const std::string& destination)>;
   void set_servers_of(ServersOf f) { servers_of_ = std::move(f); }
   // For a DNS-routed queue with a resolver: starts looking up a destination's MX hosts and calls
   // `done` (on any loop, never inline under the queue's lock) when the MX cache has the answer
@@ -180,10 +181,11 @@ class Queue {
     std::vector<WorkerSlot*> idle;  // parked bound workers: open, unused connections
     unsigned failures = 0;          // consecutive connection failures
     Clock::time_point down_until{};
-    bool waiting = false;     // listed in waiting_
-    bool looking_up = false;  // its MX hosts are being looked up ahead (set_look_up)
-    bool looked_up = false;   // ... and were: never held for that again
-    bool in_lru = false;      // listed in idle_lru_ (exactly when `idle` is not empty), at `lru`
+    bool waiting = false;  // listed in waiting_
+    // Its MX hosts looked up ahead of its first job (set_look_up): jobs are held while
+    // Underway, and never again once Done.
+    enum class LookUp : unsigned char { NotYet, Underway, Done } look_up = LookUp::NotYet;
+    bool in_lru = false;  // listed in idle_lru_ (exactly when `idle` is not empty), at `lru`
     std::list<std::string>::iterator lru;
   };
 

@@ -65,6 +65,9 @@ TEST_F(MxCacheTest, ExchangersInPreferenceOrderWithTheirAddresses) {
   EXPECT_EQ(r->hosts[1].endpoint.host, "::1");
   EXPECT_EQ(r->hosts[2].name, "mx2.ex.test");
   EXPECT_FALSE(r->implicit_mx);
+  // The servers that may share connections: the best preference's two addresses, kept with it.
+  EXPECT_EQ(r->best,
+            (std::vector<std::string>{"mx1.ex.test 127.0.0.11:2526", "mx1.ex.test [::1]:2526"}));
 }
 
 TEST_F(MxCacheTest, EqualPreferencesAreShuffledAndMxLimitApplies) {
@@ -112,6 +115,9 @@ TEST_F(MxCacheTest, ImplicitMxNullMxNxdomainAndFailures) {
   auto literal = lookup(cache, "[192.0.2.7]");
   ASSERT_EQ(literal->status, Route::Status::Ok);
   EXPECT_EQ(literal->hosts[0].endpoint.host, "192.0.2.7");
+  EXPECT_EQ(literal->best.size(), 1u);
+  EXPECT_EQ(plain->best.size(), plain->hosts.size());
+  EXPECT_TRUE(null->best.empty());
 }
 
 TEST_F(MxCacheTest, CachesForTheTtlAndMergesConcurrentLookups) {

@@ -312,9 +312,10 @@ TEST_F(DestinationTest, ANewDomainWaitsForItsMxHostsThenSharesAnIdleConnectionTo
   int spawned = 0;
   q.set_spawner([&](Queue&, bool) { ++spawned; });
   std::map<std::string, std::vector<std::string>> known{{"a.test", {"mx1"}}};
-  q.set_servers_of([&](const std::string& d) {
+  q.set_servers_of([&](const std::string& d) -> Queue::Servers {
     auto it = known.find(d);
-    return it == known.end() ? std::vector<std::string>{} : it->second;
+    if (it == known.end()) return nullptr;
+    return std::make_shared<const std::vector<std::string>>(it->second);
   });
   std::vector<std::pair<std::string, std::function<void()>>> lookups;
   q.set_look_up([&](const std::string& d, std::function<void()> done) {
@@ -365,6 +366,90 @@ TEST_F(DestinationTest, ANewDomainWaitsForItsMxHostsThenSharesAnIdleConnectionTo
   auto c1 = q.next_job(w2, false);
   ASSERT_TRUE(c1.job);
   EXPECT_EQ(c1.job->destination, "c.test");
+}
+
+class SameServerTest : public DestinationTest {
+ protected:
+  void know(const std::string& domain, std::vector<std::string> servers) {
+    known_[domain] = std::move(servers);
+  }
+  void use_known(Queue& q) {
+    q.set_spawner([](Queue&, bool) {});
+    q.set_servers_of([this](const std::string& d) -> Queue::Servers {
+      auto it = known_.find(d);
+      if (it == known_.end()) return nullptr;
+      return std::make_shared<const std::vector<std::string>>(it->second);
+    });
+  }
+  // The slot takes the next waiting job, connects to `host` and gets its 250.
+  static void take_and_deliver(Queue& q, WorkerSlot& w, const std::string& host) {
+    auto j = q.next_job(w, false);
+    ASSERT_TRUE(j.job);
+    q.connected_to(w, host);
+    q.complete(std::move(*j.job),
+               {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
+               AttemptReport{host, false, false, true, Clock::now()});
+  }
+  // One job each for a.test (over a connection to `host_a`) and b.test (`host_b`); then both
+  // park, a first.
+  void deliver_then_park(Queue& q, WorkerSlot& a, const std::string& host_a, WorkerSlot& b,
+                         const std::string& host_b) {
+    q.submit(job("a.test"));
+    q.submit(job("b.test"));
+    take_and_deliver(q, a, host_a);
+    take_and_deliver(q, b, host_b);
+    EXPECT_FALSE(q.next_job(a, true).job);
+    EXPECT_FALSE(q.next_job(b, true).job);
+  }
+
+ private:
+  std::map<std::string, std::vector<std::string>> known_;
+};
+
+TEST_F(SameServerTest, AnIdleConnectionIsFoundByItsServerWarmestFirst) {
+  Queue q(cfg(10, 5, 5), log, loops);
+  use_known(q);
+  know("a.test", {"mx1"});
+  know("b.test", {"mx1"});
+  know("d.test", {"mx9", "mx3"});
+  know("e.test", {"mx1"});
+  know("h.test", {"mx1"});
+  WorkerSlot a = slot(), b = slot();
+  deliver_then_park(q, a, "mx1", b, "mx1");  // two idle connections to mx1, a's parked first
+  ASSERT_TRUE(a.parked && b.parked);
+
+  // e.test's server is mx1: the connection parked last there takes it.
+  q.submit(job("e.test"));
+  ASSERT_TRUE(b.inbox);
+  EXPECT_EQ(b.inbox->destination, "e.test");
+  EXPECT_TRUE(a.parked);
+  EXPECT_EQ(q.stats().reused, 1u);
+
+  // A connection whose host changes while parked is found under its new host only.
+  q.connected_to(a, "mx3");
+  q.submit(job("h.test"));  // mx1: nothing idle there now
+  EXPECT_TRUE(a.parked);
+  EXPECT_FALSE(a.inbox);
+  q.submit(job("d.test"));  // mx9 (nothing) or mx3
+  ASSERT_TRUE(a.inbox);
+  EXPECT_EQ(a.inbox->destination, "d.test");
+  EXPECT_EQ(q.stats().reused, 2u);
+}
+
+TEST_F(SameServerTest, AConnectionClosedByTheCacheIsNotOfferedAgain) {
+  Queue q(cfg(10, 5, 1), log, loops);
+  use_known(q);
+  know("a.test", {"mx1"});
+  know("b.test", {"mx2"});
+  know("c.test", {"mx1"});
+  WorkerSlot a = slot(), b = slot();
+  deliver_then_park(q, a, "mx1", b, "mx2");  // a cache of one: a.test's connection is closed
+  ASSERT_TRUE(a.drop_connection);
+  // c.test's server is mx1, where a's connection was: it is not handed a connection going away.
+  q.submit(job("c.test"));
+  EXPECT_FALSE(a.inbox);
+  EXPECT_FALSE(b.inbox);
+  EXPECT_EQ(q.stats().reused, 0u);
 }
 
 TEST_F(DestinationTest, ADestinationDownGoesToTheRetryQueue) {
