@@ -415,6 +415,10 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
       slot.inbox.reset();
       return next;
     }
+    // A worker asking for work is not idle, even if a stale wake-up (one posted as its idle
+    // wait timed out) ended its wait without anyone taking it off the idle lists: left there,
+    // it could be handed a job while busy, and a second would overwrite the first.
+    remove_idle_locked(slot);
     if (slot.bound) {
       Destination& d = dests_[slot.destination];
       if (!d.pending.empty()) {

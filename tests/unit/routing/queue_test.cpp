@@ -452,6 +452,42 @@ TEST_F(SameServerTest, AConnectionClosedByTheCacheIsNotOfferedAgain) {
   EXPECT_EQ(q.stats().reused, 0u);
 }
 
+TEST_F(DestinationTest, AWorkerWokenWhileParkedLeavesTheIdleListBeforeTakingWork) {
+  // A wake-up can outlive its reason: the idle timeout ends the wait as a job is handed over,
+  // and the notification is still pending at the next wait. The worker then asks for work while
+  // still listed as idle. It must not stay listed under its old destination while it works for
+  // another: a job handed to it there would land in a busy worker's inbox, and a second would
+  // overwrite the first.
+  Queue q(cfg(5, 5, 5), log, loops);
+  q.set_spawner([](Queue&, bool) {});
+  WorkerSlot w = slot();
+  q.submit(job("d.test"));
+  auto first = q.next_job(w, false);
+  ASSERT_TRUE(first.job);
+  q.complete(std::move(*first.job),
+             {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
+             AttemptReport{"mx", false, false, true, Clock::now()});
+  EXPECT_FALSE(q.next_job(w, true).job);  // parks, connected to d.test
+  ASSERT_TRUE(w.parked);
+  q.submit(job("e.test"));  // no idle connection to e.test: it waits for a worker
+  EXPECT_TRUE(w.parked);
+
+  auto e = q.next_job(w, true);  // the spurious wake: it takes e.test's job
+  ASSERT_TRUE(e.job);
+  EXPECT_EQ(e.job->destination, "e.test");
+  EXPECT_FALSE(w.parked);
+  q.submit(job("d.test"));
+  q.submit(job("d.test"));
+  EXPECT_FALSE(w.inbox);  // busy: nothing is handed to it as if idle
+  EXPECT_EQ(q.stats().queued, 2u);
+  WorkerSlot other = slot();
+  auto d1 = q.next_job(other, false);
+  auto d2 = q.next_job(other, false);
+  ASSERT_TRUE(d1.job && d2.job);
+  EXPECT_EQ(d1.job->destination, "d.test");
+  EXPECT_EQ(d2.job->destination, "d.test");
+}
+
 TEST_F(DestinationTest, ADestinationDownGoesToTheRetryQueue) {
   Queue q(cfg(5, 5, 5, /*max_fail=*/2), log, loops);
   config::QueueSection fb = cfg(5, 5, 5);
