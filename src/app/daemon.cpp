@@ -23,6 +23,7 @@
 #include "dns/mx_cache.hpp"
 #include "dns/unbound_resolver.hpp"
 #include "inbound/listener.hpp"
+#include "net/blocking_pool.hpp"
 #include "net/event_loops.hpp"
 #include "net/tls_stream.hpp"
 #include "observe/accounting_log.hpp"
@@ -58,6 +59,7 @@ class Daemon {
     start_dns();
     worker_ctx_.reset(
         new delivery::WorkerContext{cfg_.delivery.helo_name, *routes_, tls_.get(), {}});
+    worker_ctx_->disk = &disk_pool_;
     for (const auto& qc : cfg_.queues) add_queue(qc);
     link_retry_queues();
     router_ = std::make_unique<routing::Router>(active_);
@@ -94,6 +96,7 @@ class Daemon {
     spdlog::info("mma serve: {} listener(s), {} queue(s), {} event-loop thread(s)",
                  listeners_.size(), queues_.size(), loops_.size());
     loops_.run();
+    disk_pool_.join();  // reads under way end, their results left on the stopped loops
     accounting_.flush();
     own_bodies_.reset();  // a private temporary directory goes with its files
     return exit_code_;
@@ -276,9 +279,10 @@ class Daemon {
   }
 
   // Where a session's message goes beyond memory: the spool, and the body files.
-  void attach_storage(inbound::ListenerContext& ctx) const {
+  void attach_storage(inbound::ListenerContext& ctx) {
     ctx.spool = spool_.get();
     ctx.bodies = bodies_;
+    ctx.disk = &disk_pool_;
     ctx.memory_body_limit = cfg_.server.memory_body_limit;
   }
 
@@ -500,6 +504,10 @@ class Daemon {
   const config::Config& cfg_;
   const ServeOptions& opts_;
   net::EventLoops loops_;
+  // Body files are written and read here, not on the loops: a disk operation the page cache
+  // cannot absorb would stall every connection of a loop. A few threads: a disk serves a few reads
+  // at once, and more would only wait there.
+  net::BlockingPool disk_pool_{4};
   observe::AccountingLog accounting_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::unique_ptr<dns::UnboundResolver> resolver_;

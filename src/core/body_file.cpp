@@ -1,6 +1,7 @@
 #include "core/body_file.hpp"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -84,6 +85,17 @@ long BodyFile::Reader::read(std::uint64_t offset, char* buf, std::size_t n) cons
     got += static_cast<std::size_t>(r);
   }
   return static_cast<long>(got);
+}
+
+long BodyFile::Reader::read_cached(std::uint64_t offset, char* buf, std::size_t n) const {
+  if (fd_ < 0) return -1;
+  iovec v{buf, n};
+  for (;;) {
+    const ssize_t r = ::preadv2(fd_, &v, 1, static_cast<off_t>(offset), RWF_NOWAIT);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EOPNOTSUPP) errno = EAGAIN;  // a file system without it: not known
+    return static_cast<long>(r);
+  }
 }
 
 }  // namespace mma

@@ -42,6 +42,10 @@ class BodyFile {
     Reader& operator=(const Reader&) = delete;
     // Up to `n` bytes at `offset`: how many (fewer only at the end), or -1 (errno set).
     long read(std::uint64_t offset, char* buf, std::size_t n) const;
+    // The same without waiting for the disk: what the page cache holds there now, from 1 to
+    // `n` bytes; 0 at the end; or -1 with errno EAGAIN (not cached: read() it where blocking
+    // is allowed) or another error. (preadv2 with RWF_NOWAIT; EOPNOTSUPP reads as EAGAIN.)
+    long read_cached(std::uint64_t offset, char* buf, std::size_t n) const;
     [[nodiscard]] bool ok() const { return fd_ >= 0; }
 
    private:

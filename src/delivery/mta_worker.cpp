@@ -54,7 +54,9 @@ MtaWorker::MtaWorker(const asio::any_io_executor& ex, routing::Queue& queue, Wor
       id_(id),
       wakeup_(std::make_shared<net::Wakeup>(ex)),
       slot_(wakeup_),
-      client_(ex) {}
+      client_(ex) {
+  client_.use_disk_pool(ctx.disk);
+}
 
 net::Task<void> MtaWorker::run(std::shared_ptr<MtaWorker> self, bool warm) {
   try {

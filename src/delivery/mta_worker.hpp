@@ -48,6 +48,7 @@ struct WorkerContext {
   RouteSource& routes;
   asio::ssl::context* tls = nullptr;  // for STARTTLS; null: never
   WorkerRoster roster;
+  net::BlockingPool* disk = nullptr;  // reads body files off the loops; null: on them
 };
 
 class MtaWorker : public std::enable_shared_from_this<MtaWorker> {

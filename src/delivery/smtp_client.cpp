@@ -125,14 +125,33 @@ net::Task<bool> SmtpClient::send_body_file(const BodyFile& file, milliseconds ti
     error_ = "cannot read the body file " + file.path() + ": " + std::strerror(errno);
     co_return false;
   }
-  // Read in blocks from the page cache (a short blocking read), written with the same
-  // per-block deadline as a body in memory. One buffer per delivery, never the whole body.
+  // Read in blocks from the page cache when it has them, else on the disk pool: a read that
+  // waits for the disk holds up this delivery only, never the event loop. (Every block through
+  // the pool cost 8-23% of the disk cache's throughput when all is cached.) Written with the
+  // same per-block deadline as a body in memory. One buffer per delivery, never the whole body.
   constexpr std::size_t kBlock = 256 * 1024;
   std::string block(kBlock, '\0');
+  struct Got {
+    long n;
+    int err;  // errno is per thread: carried back from the pool's
+  };
   for (std::uint64_t pos = 0;;) {
-    const long n = reader.read(pos, block.data(), kBlock);
+    const auto read_one = [&reader, &block, pos] {
+      const long n = reader.read(pos, block.data(), kBlock);
+      return Got{n, n < 0 ? errno : 0};
+    };
+    Got got{reader.read_cached(pos, block.data(), kBlock), 0};
+    if (got.n < 0) got.err = errno;
+    if (got.n < 0 && got.err == EAGAIN) {
+      if (disk_ != nullptr) {
+        got = co_await disk_->run(read_one);
+      } else {
+        got = read_one();
+      }
+    }
+    const long n = got.n;
     if (n < 0) {
-      error_ = "reading the body file " + file.path() + ": " + std::strerror(errno);
+      error_ = "reading the body file " + file.path() + ": " + std::strerror(got.err);
       co_return false;
     }
     pos += static_cast<std::uint64_t>(n);

@@ -20,6 +20,7 @@ namespace asio::ssl {
 class context;
 }
 #include "net/asio.hpp"
+#include "net/blocking_pool.hpp"
 #include "net/deadline.hpp"
 #include "net/stream.hpp"
 #include "smtp/client_transaction.hpp"
@@ -53,6 +54,8 @@ class SmtpClient {
   void close();
   // Ends the pending operation now, as its deadline would (shutdown past its grace time).
   void cut_off() { deadline_.expire_now(); }
+  // Where body files are read; without one, on the caller's loop (tools and tests).
+  void use_disk_pool(net::BlockingPool* pool) { disk_ = pool; }
 
   // Banner, then EHLO (LHLO for LMTP), then HELO if EHLO is refused (RFC 5321 §3.2); then
   // STARTTLS and EHLO again (RFC 3207 §4.2) when the policy and the server allow.
@@ -94,6 +97,7 @@ class SmtpClient {
   net::Task<bool> hello(const std::string& helo_name, bool lmtp, const config::Timeouts& t);
 
   net::Deadline deadline_;
+  net::BlockingPool* disk_ = nullptr;
   std::unique_ptr<net::Stream> stream_;
   smtp::LineBuffer in_;
   smtp::ReplyParser parser_;

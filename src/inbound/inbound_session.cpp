@@ -200,7 +200,8 @@ net::Task<bool> InboundSession::read_data() {
       if (ctx_.memory_body_limit != 0 &&
           (body_->file || spill_failed_ ? held >= kSpillBlock || reader.done()
                                         : held > ctx_.memory_body_limit)) {
-        spill(reader.complete_bytes());
+        const std::size_t complete = reader.complete_bytes();
+        co_await spill(complete);
       }
       if (reader.done()) break;
     }
@@ -216,21 +217,47 @@ net::Task<bool> InboundSession::read_data() {
   co_return true;
 }
 
-void InboundSession::spill(std::size_t complete) {
+// On the disk pool when there is one: a write the page cache cannot absorb (the disk cache is
+// in use when memory is short) holds up this session only, not its loop.
+net::Task<void> InboundSession::spill(std::size_t complete) {
   std::string& wire = body_->wire;
   if (!body_->file && !spill_failed_) {
-    if (ctx_.bodies == nullptr) return;
+    if (ctx_.bodies == nullptr) co_return;
     body_->message_id = smtp::find_header(wire, "Message-ID");  // the headers are at the top
-    try {
-      body_->file = ctx_.bodies->create(message_id_);
-    } catch (const std::system_error& e) {
-      spdlog::error("{}: cannot keep a large body on disk: {}", message_id_, e.what());
+    struct Created {
+      std::shared_ptr<BodyFile> file;
+      std::string error;
+    };
+    const auto create = [bodies = ctx_.bodies, id = message_id_] {
+      try {
+        return Created{bodies->create(id), {}};
+      } catch (const std::system_error& e) {
+        return Created{nullptr, e.what()};
+      }
+    };
+    Created made;
+    if (ctx_.disk != nullptr) {
+      made = co_await ctx_.disk->run(create);
+    } else {
+      made = create();
+    }
+    if (made.file) {
+      body_->file = std::move(made.file);
+    } else {
+      spdlog::error("{}: cannot keep a large body on disk: {}", message_id_, made.error);
       spill_failed_ = true;
     }
   }
   if (body_->file && !spill_failed_) {
-    if (const std::error_code ec =
-            body_->file->append(std::string_view(wire).substr(0, complete))) {
+    const auto append = [file = body_->file.get(), data = std::string_view(wire).substr(
+                                                       0, complete)] { return file->append(data); };
+    std::error_code ec;
+    if (ctx_.disk != nullptr) {
+      ec = co_await ctx_.disk->run(append);
+    } else {
+      ec = append();
+    }
+    if (ec) {
       spdlog::error("{}: writing its body to {} failed: {}", message_id_, body_->file->path(),
                     ec.message());
       spill_failed_ = true;

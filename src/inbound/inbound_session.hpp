@@ -19,6 +19,7 @@
 #include "config/config.hpp"
 #include "core/body.hpp"
 #include "net/asio.hpp"
+#include "net/blocking_pool.hpp"
 #include "net/deadline.hpp"
 #include "net/stream.hpp"
 #include "net/wakeup.hpp"
@@ -43,6 +44,7 @@ struct ListenerContext {
   // Bodies larger than this go to a file in `bodies` (the disk cache); 0: all in memory.
   std::uint64_t memory_body_limit = 0;
   spool::BodyDirectory* bodies = nullptr;
+  net::BlockingPool* disk = nullptr;  // where body files are written; null: on the loop
   std::atomic<std::size_t> connections{0};
   std::atomic<std::uint64_t> messages{0};
   // The daemon is stopping: sessions take no new transaction (421 at the next MAIL).
@@ -67,7 +69,7 @@ class InboundSession : public std::enable_shared_from_this<InboundSession> {
   net::Task<bool> flush();
   net::Task<bool> read_more(std::chrono::milliseconds timeout);
   net::Task<bool> read_data();
-  void spill(std::size_t complete);
+  net::Task<void> spill(std::size_t complete);
   net::Task<void> finish_message();
   void reply(const smtp::Reply& r) { smtp::append_reply(out_, r, proto_.enhanced()); }
 

@@ -1,7 +1,11 @@
 #include "core/body_file.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <filesystem>
 #include <string>
@@ -76,6 +80,42 @@ TEST_F(BodyFileTest, ReadingAVanishedFileFails) {
   EXPECT_FALSE(r.ok());
   char c = 0;
   EXPECT_EQ(r.read(0, &c, 1), -1);
+}
+
+// What the page cache holds is read without waiting; what it does not is left to read() (on
+// the disk pool) with EAGAIN, never returned wrong or short of what is cached.
+TEST_F(BodyFileTest, ACachedReadTakesWhatThePageCacheHoldsAndNeverWaits) {
+  auto f = BodyFile::create(dir, "D.body");
+  std::string content;
+  for (int i = 0; i < 20000; ++i) content += "line " + std::to_string(i) + "\r\n";
+  ASSERT_FALSE(f->append(content));
+  ASSERT_FALSE(f->finish());
+  const BodyFile::Reader r(*f);
+  std::string got, buf(64 * 1024, '\0');
+  for (std::uint64_t pos = 0;;) {  // just written: all in the page cache
+    const long n = r.read_cached(pos, buf.data(), buf.size());
+    ASSERT_GE(n, 0) << std::strerror(errno);
+    if (n == 0) break;
+    got.append(buf, 0, static_cast<std::size_t>(n));
+    pos += static_cast<std::uint64_t>(n);
+  }
+  EXPECT_EQ(got, content);
+
+  // Written back and dropped from the page cache (where the file system keeps it elsewhere than
+  // in memory: not on tmpfs), a cached read declines and read() still has it all.
+  ASSERT_FALSE(f->sync());
+  const int fd = ::open(f->path().c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ::close(fd);
+  const long n = r.read_cached(0, buf.data(), buf.size());
+  if (n < 0) {
+    EXPECT_EQ(errno, EAGAIN);
+  } else {
+    EXPECT_EQ(std::string(buf.data(), static_cast<std::size_t>(n)),
+              content.substr(0, static_cast<std::size_t>(n)));
+  }
+  EXPECT_EQ(read_all(*f, 4096), content);
 }
 
 }  // namespace
