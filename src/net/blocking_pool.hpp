@@ -24,7 +24,9 @@ class BlockingPool {
   BlockingPool& operator=(const BlockingPool&) = delete;
 
   // Runs `f()` on a pool thread; the caller resumes on its own executor with what it returned.
-  // `f` must not throw, and must not touch what the caller's loop touches meanwhile.
+  // `f` must not throw, and must not touch what the caller's loop touches meanwhile. Pass a
+  // named lambda, not a temporary: GCC 12 destroys temporary class arguments of a coroutine
+  // twice (its captures with them).
   template <class F>
   Task<std::invoke_result_t<F&>> run(F f) {
     using R = std::invoke_result_t<F&>;

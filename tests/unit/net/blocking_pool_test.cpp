@@ -18,7 +18,8 @@ TEST(BlockingPoolTest, RunsOffTheLoopAndResumesOnIt) {
       [](BlockingPool& p, std::thread::id& l, std::thread::id& r,
          std::thread::id& back) -> Task<void> {
         l = std::this_thread::get_id();
-        r = co_await p.run([] { return std::this_thread::get_id(); });
+        const auto where = [] { return std::this_thread::get_id(); };  // named: GCC 12
+        r = co_await p.run(where);
         back = std::this_thread::get_id();
       }(pool, loop_thread, ran_on, resumed_on),
       asio::detached);
@@ -40,9 +41,11 @@ TEST(BlockingPoolTest, TheLoopGoesOnWhileACallBlocks) {
   bool result = false;
   asio::co_spawn(
       loop,
-      [](BlockingPool& p, std::shared_future<void> f, bool& out) -> Task<void> {
-        out = co_await p.run(
-            [f] { return f.wait_for(std::chrono::seconds(10)) == std::future_status::ready; });
+      [](BlockingPool& p, const std::shared_future<void>& f, bool& out) -> Task<void> {
+        const auto wait = [f] {
+          return f.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+        };
+        out = co_await p.run(wait);
       }(pool, released, result),
       asio::detached);
   loop.run();
@@ -57,7 +60,8 @@ TEST(BlockingPoolTest, ManyCallsEachResumeWithTheirOwnResult) {
     asio::co_spawn(
         loop,
         [](BlockingPool& p, long n, long& total) -> Task<void> {
-          total += co_await p.run([n] { return n * n; });  // on the loop: no lock needed
+          const auto square = [n] { return n * n; };
+          total += co_await p.run(square);  // on the loop: no lock needed
         }(pool, i, sum),
         asio::detached);
   }
