@@ -231,7 +231,7 @@ net::Task<void> InboundSession::spill(std::size_t complete) {
     const auto create = [bodies = ctx_.bodies, id = message_id_] {
       try {
         return Created{bodies->create(id), {}};
-      } catch (const std::system_error& e) {
+      } catch (const std::exception& e) {  // nothing may escape onto a pool thread
         return Created{nullptr, e.what()};
       }
     };
