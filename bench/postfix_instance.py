@@ -38,7 +38,6 @@ RELAY_TUNING = {
 }
 
 
-
 def master_and_children(master):
     """`master` and the live processes whose parent it is (from /proc), or [] without a master."""
     if master is None:
@@ -53,6 +52,7 @@ def master_and_children(master):
             except (OSError, IndexError, ValueError):
                 pass
     return pids
+
 
 class PostfixInstance:
     def __init__(self, workdir, port, settings, host="127.0.0.1"):

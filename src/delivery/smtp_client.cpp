@@ -142,13 +142,7 @@ net::Task<bool> SmtpClient::send_body_file(const BodyFile& file, milliseconds ti
     };
     Got got{reader.read_cached(pos, block.data(), kBlock), 0};
     if (got.n < 0) got.err = errno;
-    if (got.n < 0 && got.err == EAGAIN) {
-      if (disk_ != nullptr) {
-        got = co_await disk_->run(read_one);
-      } else {
-        got = read_one();
-      }
-    }
+    if (got.n < 0 && got.err == EAGAIN) got = co_await net::run_blocking(disk_, read_one);
     const long n = got.n;
     if (n < 0) {
       error_ = "reading the body file " + file.path() + ": " + std::strerror(got.err);

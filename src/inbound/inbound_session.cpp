@@ -235,12 +235,7 @@ net::Task<void> InboundSession::spill(std::size_t complete) {
         return Created{nullptr, e.what()};
       }
     };
-    Created made;
-    if (ctx_.disk != nullptr) {
-      made = co_await ctx_.disk->run(create);
-    } else {
-      made = create();
-    }
+    Created made = co_await net::run_blocking(ctx_.disk, create);
     if (made.file) {
       body_->file = std::move(made.file);
     } else {
@@ -251,12 +246,7 @@ net::Task<void> InboundSession::spill(std::size_t complete) {
   if (body_->file && !spill_failed_) {
     const auto append = [file = body_->file.get(), data = std::string_view(wire).substr(
                                                        0, complete)] { return file->append(data); };
-    std::error_code ec;
-    if (ctx_.disk != nullptr) {
-      ec = co_await ctx_.disk->run(append);
-    } else {
-      ec = append();
-    }
+    const std::error_code ec = co_await net::run_blocking(ctx_.disk, append);
     if (ec) {
       spdlog::error("{}: writing its body to {} failed: {}", message_id_, body_->file->path(),
                     ec.message());

@@ -58,4 +58,13 @@ class BlockingPool {
   asio::thread_pool pool_;
 };
 
+// `f()` on `pool`, or right here without one (tools and tests run no pool). The same rule:
+// pass a named lambda.
+template <class F>
+Task<std::invoke_result_t<F&>> run_blocking(BlockingPool* pool, F f) {
+  if (pool == nullptr) co_return f();
+  auto result = co_await pool->run(f);
+  co_return result;
+}
+
 }  // namespace mma::net

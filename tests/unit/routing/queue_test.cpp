@@ -211,9 +211,22 @@ class DestinationTest : public ::testing::Test {
     return WorkerSlot(std::make_shared<net::Wakeup>(loops.main().get_executor()));
   }
 
+  // The MX cache as the queue sees it: the servers of the domains known() so far.
+  void know(const std::string& domain, std::vector<std::string> servers) {
+    known_[domain] = std::move(servers);
+  }
+  void serve_known(Queue& q) {
+    q.set_servers_of([this](const std::string& d) -> Queue::Servers {
+      auto it = known_.find(d);
+      if (it == known_.end()) return nullptr;
+      return std::make_shared<const std::vector<std::string>>(it->second);
+    });
+  }
+
   observe::AccountingLog log{""};
   net::EventLoops loops{1};
   int n_ = 0;
+  std::map<std::string, std::vector<std::string>> known_;
 };
 
 TEST_F(DestinationTest, ConnectedWorkerKeepsItsDestinationAndOthersTakeTheRest) {
@@ -311,12 +324,8 @@ TEST_F(DestinationTest, ANewDomainWaitsForItsMxHostsThenSharesAnIdleConnectionTo
   Queue q(cfg(5, 5, 5), log, loops);
   int spawned = 0;
   q.set_spawner([&](Queue&, bool) { ++spawned; });
-  std::map<std::string, std::vector<std::string>> known{{"a.test", {"mx1"}}};
-  q.set_servers_of([&](const std::string& d) -> Queue::Servers {
-    auto it = known.find(d);
-    if (it == known.end()) return nullptr;
-    return std::make_shared<const std::vector<std::string>>(it->second);
-  });
+  know("a.test", {"mx1"});
+  serve_known(q);
   std::vector<std::pair<std::string, std::function<void()>>> lookups;
   q.set_look_up([&](const std::string& d, std::function<void()> done) {
     lookups.emplace_back(d, std::move(done));
@@ -345,7 +354,7 @@ TEST_F(DestinationTest, ANewDomainWaitsForItsMxHostsThenSharesAnIdleConnectionTo
   EXPECT_EQ(q.stats().queued, 2u);
 
   // Its best MX is mx1: the idle connection there takes the first job.
-  known["b.test"] = {"mx1"};
+  know("b.test", {"mx1"});
   lookups[0].second();
   EXPECT_FALSE(w.parked);
   ASSERT_TRUE(w.inbox);
@@ -370,16 +379,9 @@ TEST_F(DestinationTest, ANewDomainWaitsForItsMxHostsThenSharesAnIdleConnectionTo
 
 class SameServerTest : public DestinationTest {
  protected:
-  void know(const std::string& domain, std::vector<std::string> servers) {
-    known_[domain] = std::move(servers);
-  }
   void use_known(Queue& q) {
     q.set_spawner([](Queue&, bool) {});
-    q.set_servers_of([this](const std::string& d) -> Queue::Servers {
-      auto it = known_.find(d);
-      if (it == known_.end()) return nullptr;
-      return std::make_shared<const std::vector<std::string>>(it->second);
-    });
+    serve_known(q);
   }
   // The slot takes the next waiting job, connects to `host` and gets its 250.
   static void take_and_deliver(Queue& q, WorkerSlot& w, const std::string& host) {
@@ -401,9 +403,6 @@ class SameServerTest : public DestinationTest {
     EXPECT_FALSE(q.next_job(a, true).job);
     EXPECT_FALSE(q.next_job(b, true).job);
   }
-
- private:
-  std::map<std::string, std::vector<std::string>> known_;
 };
 
 TEST_F(SameServerTest, AnIdleConnectionIsFoundByItsServerWarmestFirst) {
