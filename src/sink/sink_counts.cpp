@@ -4,6 +4,8 @@
 #include <cctype>
 #include <functional>
 
+#include <fmt/format.h>
+
 #include "core/json.hpp"
 
 namespace mma::sink {
@@ -52,6 +54,7 @@ void SinkCounts::session_ended(const std::string& listener) {
 std::size_t SinkCounts::accepted(const std::string& listener, const std::string& message_id,
                                  const std::vector<std::string>& recipients, std::size_t bytes) {
   std::lock_guard lock(mu_);
+  last_message_at_ = std::chrono::system_clock::now();
   ++messages_;
   recipients_ += recipients.size();
   bytes_ += bytes;
@@ -112,6 +115,12 @@ std::string SinkCounts::json() const {
   num("txn_deferred", txn_deferred_);
   num("txn_rejected", txn_rejected_);
   num("dropped", dropped_);
+  if (messages_ > 0) {  // seconds since the epoch, to the microsecond; absent before the first
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(last_message_at_.time_since_epoch())
+            .count();
+    out += fmt::format("\"last_message_at\":{}.{:06},", us / 1'000'000, us % 1'000'000);
+  }
   out += "\"listeners\":{";
   bool first = true;
   for (const auto& [name, l] : listeners_) {

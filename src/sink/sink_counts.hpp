@@ -1,10 +1,12 @@
 // sink/sink_counts: what the simulated internet received, for tests and benchmarks.
 //
 // Messages and recipients per domain and per listening address, duplicates (same Message-ID
-// and recipient seen twice), refusals by kind, and the peak number of concurrent sessions.
-// Thread-safe; written as JSON.
+// and recipient seen twice), refusals by kind, the peak number of concurrent sessions, and when
+// the last message was accepted (so that a reader polling the report knows when the run ended to
+// the microsecond, however seldom it is written). Thread-safe; written as JSON.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -40,7 +42,8 @@ class SinkCounts {
                 dropped_ = 0;
   std::map<std::string, PerListener> listeners_;
   std::map<std::string, PerDomain> domains_;
-  std::unordered_set<std::uint64_t> seen_;  // hash of Message-ID + recipient
+  std::unordered_set<std::uint64_t> seen_;                   // hash of Message-ID + recipient
+  std::chrono::system_clock::time_point last_message_at_{};  // wall clock: readers compare theirs
 };
 
 }  // namespace mma::sink
