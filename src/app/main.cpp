@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
   sink::SinkOptions sink_opts;
   std::vector<std::string> listen;
   std::string banner_delay, reply_delay, data_delay, report_every, duration;
-  bool no_pipelining = false, no_ehlo = false;
+  bool no_pipelining = false, no_chunking = false, no_ehlo = false;
   auto* sink_cmd = app.add_subcommand("sink", "Run a simulated internet of remote MTAs");
   sink_cmd
       ->add_option("--listen,-l", listen,
@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
                        "Fraction of transactions whose connection is dropped after the data");
   sink_cmd->add_option("--seed", sink_opts.seed, "Seed of the fault dice")->capture_default_str();
   sink_cmd->add_flag("--no-pipelining", no_pipelining, "Do not offer PIPELINING");
+  sink_cmd->add_flag("--no-chunking", no_chunking, "Do not offer CHUNKING (BDAT, RFC 3030)");
   sink_cmd->add_flag("--no-ehlo", no_ehlo, "Refuse EHLO (502), so clients fall back to HELO");
   sink_cmd->add_option("--max-message-size", sink_opts.max_message_size,
                        "SIZE limit in bytes (0: none)");
@@ -289,6 +290,7 @@ int main(int argc, char** argv) {
     }
     sink_opts.broken_starttls = starttls == "broken";
     sink_opts.pipelining = !no_pipelining;
+    sink_opts.chunking = !no_chunking;
     sink_opts.ehlo = !no_ehlo;
     return sink::run_sink(sink_opts);
   }

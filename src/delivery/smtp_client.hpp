@@ -1,5 +1,6 @@
 // delivery/smtp_client: the client role of SMTP/LMTP over one connection: greeting,
-// EHLO/LHLO with HELO fallback, pipelined transactions, RSET, QUIT; each with its RFC 5321
+// EHLO/LHLO with HELO fallback, pipelined transactions (the content by BDAT where CHUNKING is
+// offered and the body is in memory), RSET, QUIT; each with its RFC 5321
 // §4.5.3.2 timeout. Used by MtaWorker towards remote MTAs and by the composer's injector.
 //
 // The protocol decisions are smtp::ClientTransaction's; this class only moves bytes and
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@ class context;
 #include "net/blocking_pool.hpp"
 #include "net/deadline.hpp"
 #include "net/stream.hpp"
+#include "smtp/chunk_reader.hpp"
 #include "smtp/client_transaction.hpp"
 #include "smtp/extensions.hpp"
 #include "smtp/line_buffer.hpp"
@@ -92,8 +95,12 @@ class SmtpClient {
   net::Task<bool> send_body_file(const BodyFile& file, std::chrono::milliseconds timeout);
   // One block of the body (and the terminator after the last), under its own deadline
   // (RFC 5321 §4.5.3.2.5). Pass an lvalue (GCC 12, see open()).
-  net::Task<bool> write_block(const std::array<asio::const_buffer, 2>& bufs,
+  net::Task<bool> write_block(std::span<const asio::const_buffer> bufs,
                               std::chrono::milliseconds timeout);
+  // The commands that end with BDAT and the content right behind them (RFC 3030): with
+  // pipelining, a whole transaction in one write.
+  net::Task<bool> send_chunk(std::string_view commands, const smtp::UnstuffedBody& content,
+                             std::chrono::milliseconds timeout);
   net::Task<bool> hello(const std::string& helo_name, bool lmtp, const config::Timeouts& t);
 
   net::Deadline deadline_;

@@ -78,6 +78,7 @@ InboundSession::InboundSession(std::unique_ptr<net::Stream> stream, const asio::
               .max_recipients = cfg_->max_recipients,
               .max_errors = cfg_->max_errors,
               .access_denied = denied,
+              .chunking = true,  // RFC 3030; only offered over SMTP
           },
           policy_.get()),
       deadline_(ex),
@@ -123,6 +124,11 @@ net::Task<void> InboundSession::serve() {
             smtp::Next::Close};
       } else {
         resp = proto_.on_command(line.text);
+      }
+      if (resp.next == smtp::Next::ReadChunk) {
+        const bool ok = co_await read_chunk(resp.reply);
+        if (!ok) co_return;  // vanished mid-chunk: nothing was acknowledged
+        continue;
       }
       reply(resp.reply);
       if (resp.next == smtp::Next::Close) {
@@ -173,7 +179,7 @@ net::Task<bool> InboundSession::read_more(milliseconds timeout) {
   co_return true;
 }
 
-net::Task<bool> InboundSession::read_data() {
+void InboundSession::begin_content() {
   message_id_ = next_message_id();
   body_ = std::make_shared<Body>();
   const smtp::Envelope& env = proto_.envelope();
@@ -190,30 +196,80 @@ net::Task<bool> InboundSession::read_data() {
                   : env.esmtp           ? "ESMTP"
                                         : "SMTP") +
                  " id " + message_id_ + ";\r\n\t" + rfc5322_date() + "\r\n";
-  const std::size_t received_size = body_->wire.size();
+  received_size_ = body_->wire.size();
+}
+
+net::Task<void> InboundSession::keep_content(const smtp::DataReader& reader) {
+  // The disk cache: past the limit, complete lines move to the body file in blocks.
+  const std::size_t held = body_->wire.size();
+  if (ctx_.memory_body_limit != 0 &&
+      (body_->file || spill_failed_ ? held >= kSpillBlock || reader.done()
+                                    : held > ctx_.memory_body_limit)) {
+    const std::size_t complete = reader.complete_bytes();
+    co_await spill(complete);
+  }
+}
+
+void InboundSession::end_content(const smtp::DataReader& reader) {
+  too_big_ = reader.too_big();
+  line_too_long_ = reader.line_too_long();
+  bare_cr_ = reader.bare_cr();
+  body_->size = reader.size() + received_size_;  // what goes out, for SIZE= (RFC 1870)
+  body_->type = proto_.envelope().params.body == smtp::BodyType::EightBitMime
+                    ? BodyType::EightBitMime
+                    : BodyType::SevenBit;
+}
+
+net::Task<bool> InboundSession::read_data() {
+  begin_content();
   smtp::DataReader reader(body_->wire, smtp::DataLimits{cfg_->max_message_size, 998});
   for (;;) {
     if (!in_.empty()) {
       in_.consume(reader.feed(in_.data()));
-      // The disk cache: past the limit, complete lines move to the body file in blocks.
-      const std::size_t held = body_->wire.size();
-      if (ctx_.memory_body_limit != 0 &&
-          (body_->file || spill_failed_ ? held >= kSpillBlock || reader.done()
-                                        : held > ctx_.memory_body_limit)) {
-        const std::size_t complete = reader.complete_bytes();
-        co_await spill(complete);
-      }
+      co_await keep_content(reader);
       if (reader.done()) break;
     }
     const bool ok182 = co_await read_more(cfg_->idle_timeout);
     if (!ok182) co_return false;
   }
-  too_big_ = reader.too_big();
-  line_too_long_ = reader.line_too_long();
-  bare_cr_ = reader.bare_cr();
-  body_->size = reader.size() + received_size;  // what goes out, for SIZE= (RFC 1870)
-  body_->type =
-      env.params.body == smtp::BodyType::EightBitMime ? BodyType::EightBitMime : BodyType::SevenBit;
+  end_content(reader);
+  co_return true;
+}
+
+net::Task<bool> InboundSession::read_chunk(const smtp::Reply& r) {
+  const smtp::Chunk chunk = proto_.chunk();
+  if (chunk.accepted && chunk.first) {
+    begin_content();
+    chunks_.emplace(body_->wire, smtp::DataLimits{cfg_->max_message_size, 998});
+  }
+  for (std::uint64_t left = chunk.size; left > 0;) {
+    if (in_.empty()) {
+      // RFC 2920 §3.2: never wait for the client with replies still unsent.
+      const bool flushed = co_await flush();
+      if (!flushed) co_return false;
+      const bool more = co_await read_more(cfg_->idle_timeout);
+      if (!more) co_return false;
+    }
+    const std::string_view have = in_.data();
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, have.size()));
+    if (chunk.accepted) {
+      chunks_->feed(have.substr(0, n));
+      in_.consume(n);
+      co_await keep_content(chunks_->data());
+    } else {
+      in_.consume(n);
+    }
+    left -= n;
+  }
+  if (!chunk.accepted || !chunk.last) {
+    reply(r);
+    co_return true;
+  }
+  chunks_->finish();
+  co_await keep_content(chunks_->data());
+  end_content(chunks_->data());
+  chunks_.reset();
+  co_await finish_message();
   co_return true;
 }
 

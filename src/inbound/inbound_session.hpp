@@ -24,6 +24,7 @@
 #include "net/stream.hpp"
 #include "net/wakeup.hpp"
 #include "routing/router.hpp"
+#include "smtp/chunk_reader.hpp"
 #include "smtp/line_buffer.hpp"
 #include "smtp/server_protocol.hpp"
 #include "spool/spool.hpp"
@@ -69,6 +70,14 @@ class InboundSession : public std::enable_shared_from_this<InboundSession> {
   net::Task<bool> flush();
   net::Task<bool> read_more(std::chrono::milliseconds timeout);
   net::Task<bool> read_data();
+  // The octets that a BDAT announced (RFC 3030): kept if the chunk was accepted, else read and
+  // dropped; after the last, the message is taken as after DATA. `r` is the chunk's reply.
+  net::Task<bool> read_chunk(const smtp::Reply& r);
+  // A message's content, whichever command carries it: begun, kept as it arrives (moved to its
+  // body file past memory_body_limit), and ended with what the reader found.
+  void begin_content();
+  net::Task<void> keep_content(const smtp::DataReader& reader);
+  void end_content(const smtp::DataReader& reader);
   net::Task<void> spill(std::size_t complete);
   net::Task<void> finish_message();
   void reply(const smtp::Reply& r) { smtp::append_reply(out_, r, proto_.enhanced()); }
@@ -82,7 +91,9 @@ class InboundSession : public std::enable_shared_from_this<InboundSession> {
   std::string out_;
   net::Deadline deadline_;
   std::shared_ptr<net::Wakeup> wakeup_;
-  std::shared_ptr<Body> body_;  // the message being read
+  std::shared_ptr<Body> body_;               // the message being read
+  std::optional<smtp::ChunkReader> chunks_;  // its content, when it comes by BDAT
+  std::size_t received_size_ = 0;            // the Received: field at the top of body_
   std::string message_id_;
   bool too_big_ = false;
   bool line_too_long_ = false;

@@ -52,10 +52,12 @@ void SinkCounts::session_ended(const std::string& listener) {
 }
 
 std::size_t SinkCounts::accepted(const std::string& listener, const std::string& message_id,
-                                 const std::vector<std::string>& recipients, std::size_t bytes) {
+                                 const std::vector<std::string>& recipients, std::size_t bytes,
+                                 bool by_bdat) {
   std::lock_guard lock(mu_);
   last_message_at_ = std::chrono::system_clock::now();
   ++messages_;
+  by_bdat_ += by_bdat ? 1 : 0;
   recipients_ += recipients.size();
   bytes_ += bytes;
   auto& l = listeners_[listener];
@@ -103,6 +105,7 @@ std::string SinkCounts::json() const {
     if (comma) out += ',';
   };
   num("messages", messages_);
+  num("messages_by_bdat", by_bdat_);
   num("recipients", recipients_);
   num("duplicates", duplicates_);
   num("no_message_id", no_message_id_);

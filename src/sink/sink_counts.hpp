@@ -22,7 +22,8 @@ class SinkCounts {
   void session_ended(const std::string& listener);
   // An accepted message; returns how many of its recipients were duplicates.
   std::size_t accepted(const std::string& listener, const std::string& message_id,
-                       const std::vector<std::string>& recipients, std::size_t bytes);
+                       const std::vector<std::string>& recipients, std::size_t bytes,
+                       bool by_bdat = false);
   void rcpt_refused(bool permanent);
   void txn_refused(bool permanent);
   void dropped();
@@ -37,6 +38,7 @@ class SinkCounts {
   };
   mutable std::mutex mu_;
   std::uint64_t messages_ = 0, recipients_ = 0, duplicates_ = 0, bytes_ = 0, no_message_id_ = 0;
+  std::uint64_t by_bdat_ = 0;  // messages whose content came in BDAT chunks (RFC 3030)
   std::uint64_t sessions_ = 0, current_ = 0, peak_ = 0;
   std::uint64_t rcpt_deferred_ = 0, rcpt_rejected_ = 0, txn_deferred_ = 0, txn_rejected_ = 0,
                 dropped_ = 0;

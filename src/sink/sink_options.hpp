@@ -36,7 +36,8 @@ struct SinkOptions {
   double drop = 0;  // close the connection after the data, without a reply
   std::uint64_t seed = 1;
   bool pipelining = true;
-  bool ehlo = true;  // false: answer EHLO with 502, to exercise HELO fallback
+  bool chunking = true;  // CHUNKING (RFC 3030), as the big mailbox providers offer it
+  bool ehlo = true;      // false: answer EHLO with 502, to exercise HELO fallback
   std::uint64_t max_message_size = 0;
   std::size_t max_recipients = 100000;  // per transaction; beyond: 452 4.5.3
   std::string report_path;              // JSON counts: on exit, on SIGUSR1, every report_every

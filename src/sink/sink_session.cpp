@@ -60,7 +60,8 @@ SinkSession::SinkSession(std::unique_ptr<net::Stream> stream, const asio::any_io
                                  .max_recipients = opts.max_recipients,
                                  .max_errors = 1000,
                                  .access_denied = false,
-                                 .pipelining = opts.pipelining},
+                                 .pipelining = opts.pipelining,
+                                 .chunking = opts.chunking},
              policy_.get()),
       deadline_(ex) {
   for (const Fault& f : opts_.faults) {
@@ -158,6 +159,61 @@ void SinkSession::store(const smtp::Envelope& env, const std::string& wire) {
   }
 }
 
+net::Task<bool> SinkSession::read_chunk(const smtp::Chunk& chunk) {
+  std::uint64_t left = chunk.size;
+  for (;;) {
+    const std::string_view have = in_.data();
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, have.size()));
+    if (chunk.accepted) chunks_->feed(have.substr(0, n));
+    in_.consume(n);
+    left -= n;
+    if (left == 0) co_return true;
+    // RFC 2920 §3.2: never wait for the client with replies still unsent.
+    const bool flushed = co_await flush();
+    if (!flushed) co_return false;
+    const bool more = co_await read_more();
+    if (!more) co_return false;
+  }
+}
+
+net::Task<bool> SinkSession::end_message(const smtp::DataReader& content, bool by_bdat) {
+  const std::string& wire = wire_;
+  smtp::Envelope env = proto_.finish_data();
+  co_await pause(opts_.data_delay);
+  if (const Fault* f = fault("dot")) {
+    co_await fail(*f);
+    co_return false;
+  }
+  bool drop = false;
+  for (const auto& r : env.recipients) drop = drop || r.local().starts_with("dropdata-");
+  std::uniform_real_distribution<double> u(0, 1);
+  const double x = u(rng_);
+  if (drop || x < opts_.drop) {
+    counts_.dropped();
+    co_return false;
+  }
+  if (content.too_big()) {
+    smtp::append_reply(out_, smtp::make_reply(552, "5.3.4", "Message too big"), proto_.enhanced());
+  } else if (x < opts_.drop + opts_.txn_reject) {
+    counts_.txn_refused(true);
+    smtp::append_reply(out_, smtp::make_reply(554, "5.6.0", "Transaction refused by the sink"),
+                       proto_.enhanced());
+  } else if (x < opts_.drop + opts_.txn_reject + opts_.txn_defer) {
+    counts_.txn_refused(false);
+    smtp::append_reply(out_, smtp::make_reply(451, "4.3.0", "Transaction deferred by the sink"),
+                       proto_.enhanced());
+  } else {
+    std::vector<std::string> rcpts;
+    rcpts.reserve(env.recipients.size());
+    for (const auto& r : env.recipients) rcpts.push_back(r.str());
+    counts_.accepted(listener_, smtp::find_header(wire, "Message-ID"), rcpts, content.size(),
+                     by_bdat);
+    if (!opts_.maildir.empty()) store(env, wire);
+    smtp::append_reply(out_, smtp::make_reply(250, "2.0.0", "Ok: queued"), proto_.enhanced());
+  }
+  co_return true;
+}
+
 std::atomic<bool> SinkSession::paused{false};
 
 net::Task<void> SinkSession::serve() {
@@ -176,11 +232,11 @@ net::Task<void> SinkSession::serve() {
       if (st == smtp::LineBuffer::Status::NeedMore) break;
       if (st == smtp::LineBuffer::Status::TooLong) co_return;
       const auto cmd = smtp::split_command(line.text);
-      const char* phase = cmd.verb == smtp::Verb::Ehlo || cmd.verb == smtp::Verb::Helo ? "ehlo"
-                          : cmd.verb == smtp::Verb::Mail                               ? "mail"
-                          : cmd.verb == smtp::Verb::Rcpt && !seen_rcpt                 ? "rcpt"
-                          : cmd.verb == smtp::Verb::Data                               ? "data"
-                                                                                       : "";
+      const char* phase = cmd.verb == smtp::Verb::Ehlo || cmd.verb == smtp::Verb::Helo   ? "ehlo"
+                          : cmd.verb == smtp::Verb::Mail                                 ? "mail"
+                          : cmd.verb == smtp::Verb::Rcpt && !seen_rcpt                   ? "rcpt"
+                          : cmd.verb == smtp::Verb::Data || cmd.verb == smtp::Verb::Bdat ? "data"
+                                                                                         : "";
       seen_rcpt = seen_rcpt || cmd.verb == smtp::Verb::Rcpt;
       if (const Fault* f = fault(phase)) {
         co_await flush();  // what was answered before the fault
@@ -205,6 +261,23 @@ net::Task<void> SinkSession::serve() {
       if (opts_.broken_starttls && cmd.verb == smtp::Verb::Ehlo && resp.reply.code == 250) {
         resp.reply.text += "\nSTARTTLS";
       }
+      if (resp.next == smtp::Next::ReadChunk) {
+        const smtp::Chunk chunk = proto_.chunk();
+        if (chunk.first) {
+          wire_.clear();  // reused: its capacity stays from one message to the next
+          chunks_.emplace(wire_, smtp::DataLimits{opts_.max_message_size, 1u << 20});
+        }
+        const bool read = co_await read_chunk(chunk);
+        if (!read) co_return;
+        if (!chunk.accepted || !chunk.last) {
+          smtp::append_reply(out_, resp.reply, proto_.enhanced());
+          continue;
+        }
+        chunks_->finish();
+        const bool go_on = co_await end_message(chunks_->data(), true);
+        if (!go_on) co_return;
+        continue;
+      }
       smtp::append_reply(out_, resp.reply, proto_.enhanced());
       if (resp.next == smtp::Next::Close) {
         co_await flush();
@@ -213,9 +286,8 @@ net::Task<void> SinkSession::serve() {
       if (resp.next != smtp::Next::ReadData) continue;
       const bool ok213 = co_await flush();
       if (!ok213) co_return;
-      std::string& wire = wire_;  // reused: its capacity stays from one message to the next
-      wire.clear();
-      smtp::DataReader reader(wire, smtp::DataLimits{opts_.max_message_size, 1u << 20});
+      wire_.clear();
+      smtp::DataReader reader(wire_, smtp::DataLimits{opts_.max_message_size, 1u << 20});
       for (;;) {
         if (!in_.empty()) {
           in_.consume(reader.feed(in_.data()));
@@ -224,39 +296,8 @@ net::Task<void> SinkSession::serve() {
         const bool ok221 = co_await read_more();
         if (!ok221) co_return;
       }
-      smtp::Envelope env = proto_.finish_data();
-      co_await pause(opts_.data_delay);
-      if (const Fault* f = fault("dot")) {
-        co_await fail(*f);
-        co_return;
-      }
-      bool drop = false;
-      for (const auto& r : env.recipients) drop = drop || r.local().starts_with("dropdata-");
-      std::uniform_real_distribution<double> u(0, 1);
-      const double x = u(rng_);
-      if (drop || x < opts_.drop) {
-        counts_.dropped();
-        co_return;
-      }
-      if (reader.too_big()) {
-        smtp::append_reply(out_, smtp::make_reply(552, "5.3.4", "Message too big"),
-                           proto_.enhanced());
-      } else if (x < opts_.drop + opts_.txn_reject) {
-        counts_.txn_refused(true);
-        smtp::append_reply(out_, smtp::make_reply(554, "5.6.0", "Transaction refused by the sink"),
-                           proto_.enhanced());
-      } else if (x < opts_.drop + opts_.txn_reject + opts_.txn_defer) {
-        counts_.txn_refused(false);
-        smtp::append_reply(out_, smtp::make_reply(451, "4.3.0", "Transaction deferred by the sink"),
-                           proto_.enhanced());
-      } else {
-        std::vector<std::string> rcpts;
-        rcpts.reserve(env.recipients.size());
-        for (const auto& r : env.recipients) rcpts.push_back(r.str());
-        counts_.accepted(listener_, smtp::find_header(wire, "Message-ID"), rcpts, reader.size());
-        if (!opts_.maildir.empty()) store(env, wire);
-        smtp::append_reply(out_, smtp::make_reply(250, "2.0.0", "Ok: queued"), proto_.enhanced());
-      }
+      const bool go_on = co_await end_message(reader, false);
+      if (!go_on) co_return;
     }
     const bool ok257 = co_await flush();
     if (!ok257) co_return;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "net/stream.hpp"
 #include "sink/sink_counts.hpp"
 #include "sink/sink_options.hpp"
+#include "smtp/chunk_reader.hpp"
 #include "smtp/line_buffer.hpp"
 #include "smtp/server_protocol.hpp"
 
@@ -39,6 +41,11 @@ class SinkSession : public std::enable_shared_from_this<SinkSession> {
   net::Task<bool> pause(std::chrono::milliseconds d);
   net::Task<bool> flush();
   net::Task<bool> read_more();
+  // The octets of the chunk that BDAT announced: into chunks_ if accepted, else dropped.
+  net::Task<bool> read_chunk(const smtp::Chunk& chunk);
+  // The content has been read (DATA's "." or the last BDAT chunk): the delay, the faults, the
+  // counts and the reply. False when the session ends here.
+  net::Task<bool> end_message(const smtp::DataReader& content, bool by_bdat);
   // The scripted fault for `phase` (sink_options.hpp), if this session has one.
   [[nodiscard]] const Fault* fault(std::string_view phase) const;
   // Acts a fault out; the session ends afterwards.
@@ -54,7 +61,8 @@ class SinkSession : public std::enable_shared_from_this<SinkSession> {
   smtp::ServerProtocol proto_;
   smtp::LineBuffer in_;
   std::string out_;
-  std::string wire_;  // the message being received, as on the wire
+  std::string wire_;                         // the message being received, as on the wire
+  std::optional<smtp::ChunkReader> chunks_;  // the message being received by BDAT
   net::Deadline deadline_;
   bool drop_now_ = false;
   std::vector<const Fault*> faults_;  // the ones that apply to this session

@@ -5,6 +5,7 @@ namespace mma::smtp {
 ClientTransaction::ClientTransaction(TransactionInput in, const Extensions& ext)
     : in_(std::move(in)),
       pipelining_(ext.pipelining),
+      chunking_(in_.chunking && ext.chunking && !in_.lmtp),
       results_(in_.recipients.size()),
       accepted_(in_.recipients.size(), false),
       rcpt_refused_(in_.recipients.size(), false) {
@@ -37,8 +38,18 @@ ClientTransaction::ClientTransaction(TransactionInput in, const Extensions& ext)
   if (pipelining_) {
     for (auto r : in_.recipients) queue_command("RCPT TO:<" + std::string(r) + ">", Expect::Rcpt);
     next_rcpt_ = in_.recipients.size();
-    queue_command("DATA", Expect::Data);
+    queue_content_command();
   }
+}
+
+void ClientTransaction::queue_content_command() {
+  if (!chunking_) {
+    queue_command("DATA", Expect::Data);
+    return;
+  }
+  // RFC 3030 §2: the reply to BDAT LAST is the message's final reply, as after DATA's ".".
+  queue_command("BDAT " + std::to_string(in_.chunk_size) + " LAST", Expect::DataDone);
+  chunk_queued_ = true;
 }
 
 void ClientTransaction::queue_command(std::string_view line, Expect e) {
@@ -53,7 +64,8 @@ ClientTransaction::Expect ClientTransaction::expecting() const {
 }
 
 std::string ClientTransaction::take_commands() {
-  step_ = Step::Read;
+  step_ = chunk_queued_ ? Step::SendChunk : Step::Read;
+  chunk_queued_ = false;
   std::string s;
   s.swap(out_);
   return s;
@@ -105,7 +117,7 @@ void ClientTransaction::on_reply(const Reply& r) {
           queue_command("RCPT TO:<" + std::string(in_.recipients[next_rcpt_++]) + ">",
                         Expect::Rcpt);
         } else if (accepted() > 0) {
-          queue_command("DATA", Expect::Data);
+          queue_content_command();
         } else {
           step_ = Step::Done;  // needs_rset_: the MAIL is still open
         }
@@ -116,6 +128,14 @@ void ClientTransaction::on_reply(const Reply& r) {
       after_data_reply(r);
       return;
     case Expect::DataDone:
+      if (chunking_) {
+        // Refused for want of recipients, the BDAT decides no one's fate; refused otherwise,
+        // the server may still hold the transaction (RFC 3030 §2): RSET.
+        if (mail_ok_ && accepted() > 0) finish_with(r, true);
+        step_ = Step::Done;
+        needs_rset_ = mail_ok_ && r.klass() != 2;
+        return;
+      }
       if (in_.lmtp && !ignore_final_) {
         while (lmtp_next_ < accepted_.size() && !accepted_[lmtp_next_]) ++lmtp_next_;
         if (lmtp_next_ < results_.size()) results_[lmtp_next_++] = r;

@@ -2,8 +2,9 @@
 // when the server offers PIPELINING (RFC 2920), without I/O.
 //
 // The worker writes what take_commands() returns, reads replies into on_reply(), writes the
-// body on SendBody, and when Done reads the per-recipient replies: the reply that decided each
-// recipient's fate (RCPT's refusal, or DATA's, or the one after the final "."; in LMTP, that
+// body on SendBody (and right behind the commands, un-stuffed, on SendChunk: they ended with
+// BDAT), and when Done reads the per-recipient replies: the reply that decided each recipient's
+// fate (RCPT's refusal, or DATA's or BDAT's, or the one after the final "."; in LMTP, that
 // recipient's own reply after the final ".").
 #pragma once
 
@@ -24,11 +25,15 @@ struct TransactionInput {
   bool eightbit = false;
   bool lmtp = false;      // RFC 2033 §4.2: one reply per accepted recipient after the data
   bool smtputf8 = false;  // RFC 6531: the envelope or headers need SMTPUTF8
+  // RFC 3030: the content may go as one "BDAT <chunk_size> LAST" when the server offers
+  // CHUNKING (not in LMTP), right behind the commands, with no wait for a 354.
+  bool chunking = false;
+  std::uint64_t chunk_size = 0;  // octets of the content as sent: un-stuffed, ending in CRLF
 };
 
 class ClientTransaction {
  public:
-  enum class Step : std::uint8_t { Send, Read, SendBody, SendEndOfData, Done };
+  enum class Step : std::uint8_t { Send, Read, SendBody, SendChunk, SendEndOfData, Done };
   enum class Expect : std::uint8_t { Mail, Rcpt, Data, DataDone };
 
   ClientTransaction(TransactionInput in, const Extensions& ext);
@@ -53,12 +58,15 @@ class ClientTransaction {
 
  private:
   void queue_command(std::string_view verb_and_arg, Expect e);
+  void queue_content_command();  // DATA, or BDAT with its chunk to follow
   void finish_with(const Reply& r, bool only_accepted);
   void after_data_reply(const Reply& r);
   [[nodiscard]] std::size_t accepted() const;
 
   TransactionInput in_;
   bool pipelining_;
+  bool chunking_;
+  bool chunk_queued_ = false;  // the commands end with BDAT: the content follows them
   std::string mail_command_;
   std::string out_;
   std::vector<Expect> expected_;  // replies still owed, in order

@@ -1,5 +1,7 @@
 #include "smtp/server_protocol.hpp"
 
+#include <limits>
+
 namespace mma::smtp {
 
 ServerProtocol::ServerProtocol(ServerOptions opts, ServerPolicy* policy)
@@ -94,15 +96,18 @@ Response ServerProtocol::on_command(std::string_view line) {
                          opts_.lmtp
                              ? "Commands: LHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"
                              : "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP")};
+    case Verb::Bdat:
+      if (!opts_.chunking || opts_.lmtp || !env_.esmtp) break;  // not offered: 502 below
+      return bdat(cmd.arg);
     case Verb::Expn:
     case Verb::Starttls:
     case Verb::Auth:
-    case Verb::Bdat:
     case Verb::Etrn:
       return error(502, "5.5.1", "Command not implemented");
     case Verb::Unknown:
       break;
   }
+  if (cmd.verb == Verb::Bdat) return error(502, "5.5.1", "Command not implemented");
   if (line.empty()) return error(500, "5.5.2", "Error: bad syntax");
   return error(500, "5.5.2", "Command unrecognized");
 }
@@ -127,6 +132,7 @@ Response ServerProtocol::hello(std::string_view arg, bool extended) {
   if (opts_.eightbitmime) text += "\n8BITMIME";
   if (opts_.smtputf8) text += "\nSMTPUTF8";
   text += "\nENHANCEDSTATUSCODES";
+  if (opts_.chunking && !opts_.lmtp) text += "\nCHUNKING";
   return {make_reply(250, "", text)};
 }
 
@@ -135,6 +141,7 @@ Response ServerProtocol::mail(std::string_view arg) {
     return error(503, "5.5.1",
                  opts_.lmtp ? "Error: send LHLO first" : "Error: send HELO/EHLO first");
   }
+  if (state_ == State::Chunking) return error(503, "5.5.1", "Error: BDAT in progress");
   if (state_ != State::Greeted) return error(503, "5.5.1", "Error: nested MAIL command");
   Parsed<MailFrom> p = parse_mail_from(arg, MailOptions{opts_.max_message_size, opts_.smtputf8});
   if (!p.value) {
@@ -183,9 +190,51 @@ Response ServerProtocol::data(std::string_view arg) {
   }
   if (state_ == State::Greeted || state_ == State::Connected)
     return error(503, "5.5.1", "Error: need MAIL command");
+  // RFC 3030 §3: DATA may not follow BDAT in one transaction.
+  if (state_ == State::Chunking) return error(503, "5.5.1", "Error: BDAT in progress");
   if (state_ != State::Rcpt) return error(503, "5.5.1", "Error: need RCPT command");
   state_ = State::Data;
   return {make_reply(354, "", "End data with <CR><LF>.<CR><LF>"), Next::ReadData};
+}
+
+Response ServerProtocol::bdat(std::string_view arg) {
+  // RFC 3030 §4: "BDAT" SP chunk-size [ SP end-marker ], end-marker = "LAST".
+  std::uint64_t size = 0;
+  std::size_t i = 0;
+  for (; i < arg.size() && arg[i] >= '0' && arg[i] <= '9'; ++i) {
+    if (size > (std::numeric_limits<std::uint64_t>::max() - 9) / 10)
+      break;  // more octets than anyone can send
+    size = size * 10 + static_cast<std::uint64_t>(arg[i] - '0');
+  }
+  const std::string_view rest = arg.substr(i);
+  const bool last = rest.size() == 5 && (rest[0] == ' ') && (rest[1] | 0x20) == 'l' &&
+                    (rest[2] | 0x20) == 'a' && (rest[3] | 0x20) == 's' && (rest[4] | 0x20) == 't';
+  if (i == 0 || (!rest.empty() && !last)) {
+    // The chunk's length is unknown, so its octets cannot be told from the next command.
+    state_ = State::Closed;
+    return {make_reply(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]; closing connection"),
+            Next::Close};
+  }
+  chunk_ = Chunk{.size = size, .last = last};
+  Response refusal;
+  if (state_ == State::Rcpt || state_ == State::Chunking) {
+    chunk_.accepted = true;
+    chunk_.first = state_ == State::Rcpt;
+    state_ = State::Chunking;
+    // After the last chunk this reply is not sent: the caller decides the message's, as after
+    // DATA's ".".
+    return {make_reply(250, "2.0.0", std::to_string(size) + " octets received"), Next::ReadChunk};
+  }
+  if (state_ == State::Mail && rcpt_attempts_ > 0) {
+    refusal = {make_reply(554, "5.5.1", "Error: no valid recipients")};
+  } else if (state_ == State::Mail) {
+    refusal = error(503, "5.5.1", "Error: need RCPT command");
+  } else {
+    refusal = error(503, "5.5.1", "Error: need MAIL command");
+  }
+  if (refusal.next == Next::Close) return refusal;
+  refusal.next = Next::ReadChunk;  // sent after the refused chunk has been read
+  return refusal;
 }
 
 Envelope ServerProtocol::finish_data() {

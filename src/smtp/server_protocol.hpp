@@ -2,9 +2,10 @@
 //
 // It takes command lines and answers with the reply to send and what the connection does
 // next; the I/O layer (inbound/InboundSession, sink/SinkSession) owns the socket, reads the
-// DATA content with DataReader, and decides the reply after the content, which depends on
-// the ack mode. Sequencing rules: §4.1.4 (order of commands), §4.3.2 (reply codes per
-// command), RFC 2920 §3.1 (DATA after pipelined RCPTs that all failed: 554).
+// DATA content with DataReader (BDAT chunks with ChunkReader), and decides the reply after the
+// content, which depends on the ack mode. Sequencing rules: §4.1.4 (order of commands), §4.3.2
+// (reply codes per command), RFC 2920 §3.1 (DATA after pipelined RCPTs that all failed: 554),
+// RFC 3030 (BDAT: every chunk is read, even one that is refused).
 #pragma once
 
 #include <cstddef>
@@ -29,7 +30,8 @@ struct ServerOptions {
   bool access_denied = false;          // 554 greeting, then only QUIT (§3.1)
   bool pipelining = true;
   bool eightbitmime = true;
-  bool smtputf8 = true;  // RFC 6531
+  bool smtputf8 = true;   // RFC 6531
+  bool chunking = false;  // RFC 3030 BDAT; the I/O layer must read chunks (Next::ReadChunk)
 };
 
 struct Envelope {
@@ -48,8 +50,18 @@ class ServerPolicy {
   virtual std::optional<Reply> check_rcpt(const Envelope&, const Address&) { return std::nullopt; }
 };
 
-enum class Next : std::uint8_t { Continue, ReadData, Close };
+enum class Next : std::uint8_t { Continue, ReadData, ReadChunk, Close };
 
+// What follows a BDAT command (RFC 3030 §2): `size` octets of content, read whatever the
+// reply. When the chunk is refused, or it is not the last, the Response's reply is sent once
+// it has been read; after the last accepted chunk the message ends as after DATA's "." and the
+// caller decides the reply (the Response's is not sent).
+struct Chunk {
+  std::uint64_t size = 0;
+  bool last = false;
+  bool accepted = false;  // else the octets are read and dropped
+  bool first = false;     // the message's first chunk: its content starts here
+};
 struct Response {
   Reply reply;
   Next next = Next::Continue;
@@ -57,7 +69,16 @@ struct Response {
 
 class ServerProtocol {
  public:
-  enum class State : std::uint8_t { Connected, Greeted, Mail, Rcpt, Data, Denied, Closed };
+  enum class State : std::uint8_t {
+    Connected,
+    Greeted,
+    Mail,
+    Rcpt,
+    Data,
+    Chunking,  // between BDAT chunks of one message
+    Denied,
+    Closed
+  };
 
   explicit ServerProtocol(ServerOptions opts, ServerPolicy* policy = nullptr);
 
@@ -68,8 +89,11 @@ class ServerProtocol {
   [[nodiscard]] Response on_line_too_long();
   // The idle timeout passed (§4.5.3.2.7).
   [[nodiscard]] Response on_timeout() const;
-  // The DATA content has been read: hands over the envelope and starts a new transaction.
+  // The DATA content (or the last BDAT chunk) has been read: hands over the envelope and starts
+  // a new transaction.
   Envelope finish_data();
+  // The chunk announced by the BDAT that answered Next::ReadChunk.
+  [[nodiscard]] const Chunk& chunk() const { return chunk_; }
 
   [[nodiscard]] State state() const { return state_; }
   [[nodiscard]] bool enhanced() const { return enhanced_; }
@@ -81,6 +105,7 @@ class ServerProtocol {
   Response mail(std::string_view arg);
   Response rcpt(std::string_view arg);
   Response data(std::string_view arg);
+  Response bdat(std::string_view arg);
   Response error(int code, std::string_view enhanced, std::string_view text);
   void reset_transaction();
 
@@ -91,6 +116,7 @@ class ServerProtocol {
   bool enhanced_ = false;
   std::size_t rcpt_attempts_ = 0;
   std::size_t errors_ = 0;
+  Chunk chunk_;
 };
 
 }  // namespace mma::smtp

@@ -1,11 +1,13 @@
 // The server side of a session: command lines through smtp::ServerProtocol, DATA content
-// through smtp::DataReader, as a composer (or an attacker) could send them.
+// through smtp::DataReader and BDAT chunks through smtp::ChunkReader, as a composer (or an
+// attacker) could send them.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
 #include <string>
 
+#include "smtp/chunk_reader.hpp"
 #include "smtp/data_reader.hpp"
 #include "smtp/line_buffer.hpp"
 #include "smtp/server_protocol.hpp"
@@ -17,11 +19,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                      .hostname = "fuzz",
                                      .max_message_size = 4096,
                                      .max_recipients = 5,
-                                     .max_errors = 50});
+                                     .max_errors = 50,
+                                     .chunking = true});
   LineBuffer in(1024);
   std::string out;
   std::string body;
   std::optional<DataReader> reader;
+  std::optional<ChunkReader> chunks;
+  std::uint64_t chunk_left = 0;  // octets of the current BDAT chunk still to read
+  bool in_chunk = false;
   std::size_t pos = 0;
   bool discarding = false;
   while (pos < size) {
@@ -32,6 +38,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     in.commit(n);
     pos += n;
     for (;;) {
+      if (in_chunk) {
+        const auto have = in.data();
+        const auto take =
+            static_cast<std::size_t>(std::min<std::uint64_t>(chunk_left, have.size()));
+        if (proto.chunk().accepted) chunks->feed(have.substr(0, take));
+        in.consume(take);
+        chunk_left -= take;
+        if (chunk_left > 0) break;
+        in_chunk = false;
+        if (proto.chunk().accepted && proto.chunk().last) {
+          chunks->finish();
+          if (!chunks->data().done()) std::abort();  // the last chunk always ends the content
+          Envelope env = proto.finish_data();
+          if (env.recipients.empty()) std::abort();  // BDAT content only with a recipient
+          chunks.reset();
+          body.clear();
+        }
+        continue;
+      }
       if (reader) {
         in.consume(reader->feed(in.data()));
         if (!reader->done()) break;
@@ -60,6 +85,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       append_reply(out, r.reply, proto.enhanced());
       if (r.next == Next::Close) return 0;
       if (r.next == Next::ReadData) reader.emplace(body, DataLimits{4096, 998});
+      if (r.next == Next::ReadChunk) {
+        const Chunk& c = proto.chunk();
+        if (c.accepted && c.first) {
+          body.clear();
+          chunks.emplace(body, DataLimits{4096, 998});
+        }
+        if (c.accepted && !chunks) std::abort();  // a later chunk without a first
+        in_chunk = true;
+        chunk_left = c.size;
+      }
     }
   }
   return 0;

@@ -2,20 +2,72 @@
 // safe to relay: CRLF line endings only, no line that is a lone "." (which would end the next
 // hop's DATA early: SMTP smuggling), and no bare CR unless the message is flagged for refusal.
 // And the disk cache's move of complete_bytes() to a file between feeds never changes it.
+// The same input as BDAT content (smtp::ChunkReader) must give a wire form that is as safe, and
+// that un-stuffs (smtp::unstuffed, what mma sends by BDAT) to the input itself when the input
+// is plain CRLF text.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "smtp/chunk_reader.hpp"
 #include "smtp/data_reader.hpp"
 #include "smtp/header_scan.hpp"
 
+namespace {
+
+using namespace mma::smtp;
+
+// Every stored line ends in CRLF, none is a lone "." (SMTP smuggling), a CR only ends a line.
+void check_safe(const std::string& wire, bool done) {
+  std::size_t start = 0;
+  while (start < wire.size()) {
+    const auto lf = wire.find('\n', start);
+    if (lf == std::string::npos) break;  // an unterminated last line only if data never ended
+    if (lf == start || wire[lf - 1] != '\r') std::abort();
+    if (lf - start == 2 && wire[start] == '.') std::abort();
+    start = lf + 1;
+  }
+  if (done && start != wire.size()) std::abort();
+  for (std::size_t i = 0; i < wire.size(); ++i) {
+    if (wire[i] == '\r' && (i + 1 >= wire.size() || wire[i + 1] != '\n')) {
+      if (done || i + 1 < wire.size()) std::abort();  // (a CR at the very end may await its LF)
+    }
+  }
+}
+
+void check_chunks(std::string_view in) {
+  std::string wire;
+  ChunkReader chunks(wire, DataLimits{1 << 20, 1 << 20});
+  for (std::size_t pos = 0; pos < in.size();) {
+    const std::size_t n =
+        std::min<std::size_t>(in.size() - pos, 1 + static_cast<unsigned char>(in[pos]) % 11);
+    chunks.feed(in.substr(pos, n));
+    pos += n;
+  }
+  chunks.finish();
+  const DataReader& r = chunks.data();
+  if (!r.done()) std::abort();
+  if (r.bare_cr() || r.too_big() || r.line_too_long()) return;
+  check_safe(wire, true);
+  bool plain = in.size() >= 2 && in.substr(in.size() - 2) == "\r\n";
+  for (std::size_t i = 0; plain && i < in.size(); ++i) {
+    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r')) plain = false;
+  }
+  if (!plain) return;
+  std::string back;
+  for (auto span : unstuffed(wire).spans) back += span;
+  if (back != in) std::abort();
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace mma::smtp;
   std::string wire;
   DataReader reader(wire, DataLimits{1 << 20, 1 << 20});
   const std::string_view in(reinterpret_cast<const char*>(data), size);
+  check_chunks(in);
   std::string spilled_buffer, spilled;  // the same input, moved out as the disk cache does
   DataReader spilling(spilled_buffer, DataLimits{1 << 20, 1 << 20});
   std::size_t pos = 0;
@@ -40,22 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // A message with a bare CR (or over a limit) is refused and its wire form, cut short where
   // the reader stopped storing, is never used. Any other must be safe to relay:
   if (reader.bare_cr() || reader.too_big() || reader.line_too_long()) return 0;
-  // every stored line ends in CRLF, none is a lone ".", and a CR only ever ends a line.
-  std::size_t start = 0;
-  while (start < wire.size()) {
-    const auto lf = wire.find('\n', start);
-    if (lf == std::string::npos) break;  // an unterminated last line only if data never ended
-    if (lf == start || wire[lf - 1] != '\r') std::abort();
-    if (lf - start == 2 && wire[start] == '.') std::abort();
-    start = lf + 1;
-  }
-  if (reader.done() && start != wire.size()) std::abort();
-  for (std::size_t i = 0; i < wire.size(); ++i) {
-    if (wire[i] == '\r' && (i + 1 >= wire.size() || wire[i + 1] != '\n')) {
-      if (reader.done() || i + 1 < wire.size())
-        std::abort();  // (a CR at the very end may await its LF)
-    }
-  }
+  check_safe(wire, reader.done());
   (void)find_header(wire, "Message-ID");
   return 0;
 }

@@ -73,6 +73,12 @@ def test_postfix_as_the_remote_mta(serve, postfix_remote, tls):
     assert all(e["event"] == "delivered" for e in finals), [e for e in finals if e["event"] != "delivered"][:2]
     assert all("queued as" in e["reply"] for e in finals)
     wait_until(lambda: maillog(pf).count("status=sent") >= 40, timeout=30, what="Postfix to take 40 recipients")
+    # Postfix offers CHUNKING: every message went by BDAT. Its disconnect lines count the commands
+    # of each session, once mma has closed its cached connections.
+    srv.stop()
+    sessions = wait_until(lambda: [l for l in maillog(pf).splitlines() if "disconnect" in l and " mail=" in l],
+                          what="Postfix to log mma's sessions")
+    assert all(" bdat=" in l and " data=" not in l for l in sessions), sessions
     log = maillog(pf)
     if tls:
         assert "Anonymous TLS connection established from" in log

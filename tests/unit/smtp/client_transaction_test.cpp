@@ -46,28 +46,44 @@ TEST(ClientTransaction, PipelinesEnvelopeInOneWrite) {
   EXPECT_FALSE(tx.needs_rset());
 }
 
-TEST(ClientTransaction, MailRefusedDecidesEveryone) {
-  ClientTransaction tx(input(), ext(true));
-  tx.take_commands();
+// The same refusals whether the content command is DATA or (RFC 3030) BDAT with its chunk.
+class RefusedEnvelope : public ::testing::TestWithParam<bool> {
+ protected:
+  ClientTransaction start() {
+    Extensions e = ext(true);
+    e.chunking = GetParam();
+    TransactionInput in = input();
+    in.chunking = true;
+    in.chunk_size = 1236;
+    ClientTransaction tx(in, e);
+    tx.take_commands();
+    if (tx.step() == ClientTransaction::Step::SendChunk) tx.body_sent();
+    return tx;
+  }
+};
+
+TEST_P(RefusedEnvelope, MailRefusedDecidesEveryone) {
+  ClientTransaction tx = start();
   tx.on_reply(make_reply(452, "4.3.1", "full"));
   for (int i = 0; i < 3; ++i) tx.on_reply(make_reply(503, "5.5.1", "need MAIL"));
-  EXPECT_NE(tx.step(), ClientTransaction::Step::Done);  // DATA's reply is still owed
+  EXPECT_NE(tx.step(), ClientTransaction::Step::Done);  // DATA's (BDAT's) reply is still owed
   tx.on_reply(make_reply(503, "5.5.1", "need MAIL"));
   ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
   for (const auto& r : tx.results()) EXPECT_EQ(r.code, 452);
   EXPECT_FALSE(tx.needs_rset());
 }
 
-TEST(ClientTransaction, NoRecipientAcceptedNeedsRset) {
-  ClientTransaction tx(input(), ext(true));
-  tx.take_commands();
+TEST_P(RefusedEnvelope, NoRecipientAcceptedNeedsRset) {
+  ClientTransaction tx = start();
   tx.on_reply(make_reply(250, "", "ok"));
   for (int i = 0; i < 3; ++i) tx.on_reply(make_reply(550, "5.1.1", "no"));
   tx.on_reply(make_reply(554, "5.5.1", "no valid recipients"));
   ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
-  for (const auto& r : tx.results()) EXPECT_EQ(r.code, 550);
+  for (const auto& r : tx.results()) EXPECT_EQ(r.code, 550);  // the BDAT decides no one's fate
   EXPECT_TRUE(tx.needs_rset());
 }
+
+INSTANTIATE_TEST_SUITE_P(DataOrBdat, RefusedEnvelope, ::testing::Bool());
 
 TEST(ClientTransaction, Data354WithoutRecipientsSendsOnlyTheDot) {
   ClientTransaction tx(input(), ext(true));
@@ -175,6 +191,73 @@ TEST(Extensions, ParsesKeywords) {
   EXPECT_TRUE(e.enhanced);
   EXPECT_FALSE(e.smtputf8);
   EXPECT_FALSE(parse_extensions(make_reply(502, "", "no")).esmtp);
+}
+
+// RFC 3030: with CHUNKING, the content goes as one BDAT LAST right behind the envelope.
+Extensions chunking(bool pipelining) {
+  Extensions e = ext(pipelining);
+  e.chunking = true;
+  return e;
+}
+
+TransactionInput chunked(bool lmtp = false) {
+  TransactionInput in = input(lmtp);
+  in.chunking = true;
+  in.chunk_size = 1236;
+  return in;
+}
+
+TEST(ClientTransaction, ChunkingSendsTheWholeTransactionInOneWrite) {
+  ClientTransaction tx(chunked(), chunking(true));
+  EXPECT_EQ(
+      tx.take_commands(),
+      "MAIL FROM:<s@x.test> SIZE=1234 BODY=8BITMIME\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<b@y.test>\r\n"
+      "RCPT TO:<c@y.test>\r\nBDAT 1236 LAST\r\n");
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::SendChunk);  // no 354 to wait for
+  tx.body_sent();
+  tx.on_reply(make_reply(250, "2.1.0", "ok"));
+  EXPECT_EQ(tx.expecting(), ClientTransaction::Expect::Rcpt);
+  tx.on_reply(make_reply(250, "2.1.5", "ok"));
+  tx.on_reply(make_reply(550, "5.1.1", "no such user"));
+  tx.on_reply(make_reply(250, "2.1.5", "ok"));
+  EXPECT_EQ(tx.expecting(), ClientTransaction::Expect::DataDone);  // the final reply's timeout
+  tx.on_reply(make_reply(250, "2.0.0", "queued"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
+  EXPECT_EQ(tx.results()[0].text, "queued");
+  EXPECT_EQ(tx.results()[1].code, 550);
+  EXPECT_TRUE(tx.refused_at_rcpt(1));
+  EXPECT_EQ(tx.results()[2].text, "queued");
+  EXPECT_FALSE(tx.needs_rset());
+}
+
+TEST(ClientTransaction, ChunkingWithoutPipeliningWaitsForEachReplyThenSendsTheChunk) {
+  ClientTransaction tx(chunked(), chunking(false));
+  EXPECT_EQ(tx.take_commands(), "MAIL FROM:<s@x.test> SIZE=1234 BODY=8BITMIME\r\n");
+  tx.on_reply(make_reply(250, "", "ok"));
+  for (const char* rcpt : {"a", "b", "c"}) {
+    EXPECT_EQ(tx.take_commands(), std::string("RCPT TO:<") + rcpt + "@y.test>\r\n");
+    tx.on_reply(make_reply(rcpt[0] == 'b' ? 550 : 250, "", "r"));
+  }
+  EXPECT_EQ(tx.take_commands(), "BDAT 1236 LAST\r\n");
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::SendChunk);
+  tx.body_sent();
+  tx.on_reply(make_reply(451, "4.3.0", "try later"));
+  ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
+  EXPECT_EQ(tx.results()[0].code, 451);
+  EXPECT_EQ(tx.results()[1].code, 550);
+  EXPECT_EQ(tx.results()[2].code, 451);
+  EXPECT_TRUE(tx.needs_rset());  // a refused BDAT may leave the transaction open
+}
+
+TEST(ClientTransaction, DataWhenTheServerOrTheProtocolHasNoChunking) {
+  ClientTransaction plain(chunked(), ext(true));  // the server did not offer CHUNKING
+  EXPECT_TRUE(plain.take_commands().ends_with("DATA\r\n"));
+  EXPECT_EQ(plain.step(), ClientTransaction::Step::Read);
+  ClientTransaction lmtp(chunked(true), chunking(true));  // LMTP keeps DATA's per-recipient replies
+  EXPECT_TRUE(lmtp.take_commands().ends_with("DATA\r\n"));
+  TransactionInput unoffered = input();  // the caller's body cannot go by BDAT (a body file)
+  ClientTransaction file(unoffered, chunking(true));
+  EXPECT_TRUE(file.take_commands().ends_with("DATA\r\n"));
 }
 
 }  // namespace

@@ -149,5 +149,97 @@ TEST(ServerProtocol, PolicyRefusesRecipients) {
   EXPECT_EQ(p.finish_data().recipients.size(), 1u);
 }
 
+// RFC 3030 CHUNKING.
+ServerProtocol chunking() {
+  return ServerProtocol(ServerOptions{.hostname = "mma.test",
+                                      .max_message_size = 1000,
+                                      .max_recipients = 3,
+                                      .max_errors = 5,
+                                      .chunking = true});
+}
+
+TEST(ServerProtocol, BdatChunksEndInTheLastAsDataDoes) {
+  auto p = chunking();
+  EXPECT_NE(p.on_command("EHLO c.test").reply.text.find("CHUNKING"), std::string::npos);
+  EXPECT_EQ(code(p, "MAIL FROM:<a@b.test>"), 250);
+  EXPECT_EQ(code(p, "RCPT TO:<c@d.test>"), 250);
+  auto first = p.on_command("BDAT 100");
+  EXPECT_EQ(first.next, Next::ReadChunk);
+  EXPECT_EQ(first.reply.code, 250);  // sent once the 100 octets are read
+  EXPECT_EQ(p.chunk().size, 100u);
+  EXPECT_TRUE(p.chunk().accepted && p.chunk().first && !p.chunk().last);
+  EXPECT_EQ(code(p, "DATA"), 503);  // §3: no DATA in a BDAT transaction
+  EXPECT_EQ(code(p, "RCPT TO:<e@d.test>"), 503);
+  auto last = p.on_command("BDAT 0 last");  // the end marker is case-insensitive
+  EXPECT_EQ(last.next, Next::ReadChunk);
+  EXPECT_TRUE(p.chunk().accepted && !p.chunk().first && p.chunk().last);
+  Envelope env = p.finish_data();
+  ASSERT_EQ(env.recipients.size(), 1u);
+  EXPECT_EQ(p.state(), ServerProtocol::State::Greeted);
+  // After the last chunk a BDAT has no transaction: refused, its chunk still read.
+  auto after = p.on_command("BDAT 5 LAST");
+  EXPECT_EQ(after.reply.code, 503);
+  EXPECT_EQ(after.next, Next::ReadChunk);
+  EXPECT_FALSE(p.chunk().accepted);
+}
+
+TEST(ServerProtocol, RefusedChunksAreStillRead) {
+  auto p = chunking();
+  code(p, "EHLO c.test");
+  code(p, "MAIL FROM:<a@b.test>");
+  auto no_rcpt = p.on_command("BDAT 10 LAST");
+  EXPECT_EQ(no_rcpt.reply.code, 503);
+  EXPECT_EQ(no_rcpt.next, Next::ReadChunk);
+  code(p, "RCPT TO:<reject@d.test");  // a syntax error: no valid recipient
+  auto none_valid = p.on_command("BDAT 10 LAST");
+  EXPECT_EQ(none_valid.reply.code, 554);  // as DATA after RFC 2920's failed RCPTs
+  EXPECT_EQ(none_valid.next, Next::ReadChunk);
+  EXPECT_EQ(p.chunk().size, 10u);
+  EXPECT_FALSE(p.chunk().accepted);
+}
+
+TEST(ServerProtocol, AnUnreadableBdatClosesTheConnection) {
+  for (const char* bad : {"BDAT", "BDAT x", "BDAT 10 LASTLY", "BDAT 10  LAST", "BDAT -1",
+                          "BDAT 99999999999999999999999"}) {
+    auto p = chunking();
+    code(p, "EHLO c.test");
+    code(p, "MAIL FROM:<a@b.test>");
+    code(p, "RCPT TO:<c@d.test>");
+    auto r = p.on_command(bad);
+    // The chunk's length is unknown, so what follows cannot be read as commands.
+    EXPECT_EQ(r.reply.code, 501) << bad;
+    EXPECT_EQ(r.next, Next::Close) << bad;
+  }
+}
+
+TEST(ServerProtocol, BdatOnlyWhereOffered) {
+  auto off = make();  // chunking not enabled
+  EXPECT_EQ(off.on_command("EHLO c.test").reply.text.find("CHUNKING"), std::string::npos);
+  code(off, "MAIL FROM:<a@b.test>");
+  code(off, "RCPT TO:<c@d.test>");
+  auto r = off.on_command("BDAT 3 LAST");
+  EXPECT_EQ(r.reply.code, 502);
+  EXPECT_EQ(r.next, Next::Continue);
+  auto helo = chunking();  // HELO: no extensions were offered
+  code(helo, "HELO c.test");
+  code(helo, "MAIL FROM:<a@b.test>");
+  code(helo, "RCPT TO:<c@d.test>");
+  EXPECT_EQ(code(helo, "BDAT 3 LAST"), 502);
+}
+
+TEST(ServerProtocol, RsetEndsAChunkedMessage) {
+  auto p = chunking();
+  code(p, "EHLO c.test");
+  code(p, "MAIL FROM:<a@b.test>");
+  code(p, "RCPT TO:<c@d.test>");
+  code(p, "BDAT 4");
+  EXPECT_EQ(code(p, "MAIL FROM:<a@b.test>"), 503);  // nested
+  EXPECT_EQ(code(p, "RSET"), 250);
+  EXPECT_EQ(code(p, "MAIL FROM:<a@b.test>"), 250);
+  EXPECT_EQ(code(p, "RCPT TO:<c@d.test>"), 250);
+  code(p, "BDAT 4 LAST");
+  EXPECT_TRUE(p.chunk().first);  // a new message's content starts here
+}
+
 }  // namespace
 }  // namespace mma::smtp

@@ -1,0 +1,47 @@
+// smtp/chunk_reader: the message content of BDAT chunks (RFC 3030), kept in the same wire form
+// as DATA's (CRLF line endings, dot-stuffed, as data_reader.hpp describes), so that the rest of
+// mma never knows which command carried a message.
+//
+// A chunk is binary-exact and has no terminator; this stuffs each line that starts with "." and
+// hands the result to a DataReader, which applies DATA's rules: bare LF normalised, bare CR and
+// over-long lines refused, the size limit. finish() ends the content as DATA's "." would.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "smtp/data_reader.hpp"
+
+namespace mma::smtp {
+
+class ChunkReader {
+ public:
+  ChunkReader(std::string& out, DataLimits limits) : data_(out, limits) {}
+
+  // Any piece of any chunk of the message, in order.
+  void feed(std::string_view raw);
+  // After the last chunk.
+  void finish();
+
+  [[nodiscard]] const DataReader& data() const { return data_; }
+
+ private:
+  DataReader data_;
+  bool line_start_ = true;  // the next octet starts a line
+  bool empty_ = true;
+  char prev_ = 0;  // the two last octets fed, to end the content with one CRLF
+  char last_ = 0;
+};
+
+// The content of a wire-form body (dot-stuffed, without its ".\r\n") as BDAT sends it: the
+// stuffing removed and CRLF added when the body does not end with one, as DATA's terminator
+// would. Views into `wire`, which must outlive them; never a copy of the body.
+struct UnstuffedBody {
+  std::vector<std::string_view> spans;
+  std::uint64_t size = 0;
+};
+UnstuffedBody unstuffed(std::string_view wire);
+
+}  // namespace mma::smtp

@@ -1,0 +1,110 @@
+#include "smtp/chunk_reader.hpp"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace mma::smtp {
+namespace {
+
+using namespace std::string_view_literals;
+
+std::string wire_of(const std::vector<std::string_view>& chunks, DataLimits limits = {}) {
+  std::string wire;
+  ChunkReader r(wire, limits);
+  for (auto c : chunks) r.feed(c);
+  r.finish();
+  EXPECT_TRUE(r.data().done());
+  return wire;
+}
+
+std::string joined(const UnstuffedBody& b) {
+  std::string s;
+  for (auto span : b.spans) s += span;
+  EXPECT_EQ(s.size(), b.size);
+  return s;
+}
+
+TEST(ChunkReader, StuffsLeadingDotsSoTheWireFormIsDatas) {
+  EXPECT_EQ(wire_of({"Subject: x\r\n\r\n.hidden\r\n.\r\nend\r\n"}),
+            "Subject: x\r\n\r\n..hidden\r\n..\r\nend\r\n");
+  // A "." that starts a line in the next chunk, and one at the very start of the content.
+  EXPECT_EQ(wire_of({".a\r\nb\r", "\n", ".c\r\n"}), "..a\r\nb\r\n..c\r\n");
+  EXPECT_EQ(wire_of({"x", "\r", "\n.", "y\r\n"}), "x\r\n..y\r\n");
+}
+
+TEST(ChunkReader, EndsTheContentWithOneCrlfAsDataWould) {
+  EXPECT_EQ(wire_of({"no line end"}), "no line end\r\n");
+  EXPECT_EQ(wire_of({}), "");  // BDAT 0 LAST: an empty message
+  EXPECT_EQ(wire_of({"ends in NUL\0"sv}), "ends in NUL\0\r\n"sv);
+}
+
+TEST(ChunkReader, KeepsDatasRules) {
+  EXPECT_EQ(wire_of({"a\nb\r\n"}), "a\r\nb\r\n");  // bare LF normalised
+  std::string wire;
+  ChunkReader smuggler(wire, {});
+  smuggler.feed("a\rb\r\n");  // a bare CR: refused, as after DATA
+  smuggler.finish();
+  EXPECT_TRUE(smuggler.data().bare_cr());
+  ChunkReader big(wire, DataLimits{.max_size = 10});
+  big.feed("0123456789\r\n0123456789\r\n");
+  big.finish();
+  EXPECT_TRUE(big.data().too_big());
+  EXPECT_TRUE(big.data().done());
+}
+
+TEST(UnstuffedBody, IsTheContentAsBdatSendsIt) {
+  const std::string wire = "..a\r\nb\r\n..\r\n...c\r\n";
+  const UnstuffedBody b = unstuffed(wire);
+  EXPECT_EQ(joined(b), ".a\r\nb\r\n.\r\n..c\r\n");
+  for (auto span : b.spans) {  // views into the body, never a copy
+    EXPECT_GE(span.data(), wire.data());
+    EXPECT_LE(span.data() + span.size(), wire.data() + wire.size());
+  }
+  EXPECT_EQ(joined(unstuffed("no line end")), "no line end\r\n");
+  EXPECT_EQ(joined(unstuffed("")), "\r\n");  // as DATA sends an empty body: "\r\n.\r\n"
+  EXPECT_EQ(unstuffed("plain\r\n").spans.size(), 1u);
+}
+
+// What a client sends by BDAT arrives in the same wire form as by DATA, and leaves by BDAT as it
+// came, whatever the chunk boundaries.
+TEST(ChunkReader, RoundTripsRandomContentThroughRandomChunks) {
+  std::mt19937 rng(20261128);
+  const std::vector<std::string> pieces = {".", "..", "a", "Subject: x", " ", "\r\n", "\r\n.\r\n"};
+  for (int round = 0; round < 500; ++round) {
+    std::string raw;
+    const int n = static_cast<int>(rng() % 40);
+    for (int i = 0; i < n; ++i) raw += pieces[rng() % pieces.size()];
+    raw += "\r\n";
+    std::vector<std::string_view> chunks;
+    for (std::size_t pos = 0; pos < raw.size();) {
+      const std::size_t len = std::min<std::size_t>(1 + rng() % 7, raw.size() - pos);
+      chunks.emplace_back(raw.data() + pos, len);
+      pos += len;
+    }
+    const std::string wire = wire_of(chunks);
+    EXPECT_EQ(joined(unstuffed(wire)), raw) << raw;
+    // The same content by DATA, stuffed by the client, gives the same wire form.
+    std::string stuffed = raw[0] == '.' ? "." : "";
+    for (char c : raw) {
+      stuffed += c;
+      if (c == '\n') stuffed += '\x01';  // a line start: marked, stuffed below
+    }
+    std::string data_wire, by_data;
+    for (std::size_t i = 0; i < stuffed.size(); ++i) {
+      if (stuffed[i] != '\x01') {
+        by_data += stuffed[i];
+      } else if (i + 1 < stuffed.size() && stuffed[i + 1] == '.') {
+        by_data += '.';
+      }
+    }
+    by_data += ".\r\n";
+    DataReader dr(data_wire, {});
+    dr.feed(by_data);
+    ASSERT_TRUE(dr.done());
+    EXPECT_EQ(data_wire, wire);
+  }
+}
+
+}  // namespace
+}  // namespace mma::smtp
