@@ -224,8 +224,47 @@ void Queue::enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake
   }
 }
 
+std::deque<std::string>::iterator Queue::waiting_on_host_locked(const WorkerSlot& slot,
+                                                                unsigned limit) {
+  // A bounded look: the oldest destinations wait longest, and with a few providers' servers
+  // behind many domains one of the first few is nearly always on this host.
+  constexpr std::size_t kLook = 32;
+  const auto end = waiting_.begin() + static_cast<std::ptrdiff_t>(std::min(kLook, waiting_.size()));
+  for (auto i = waiting_.begin(); i != end; ++i) {
+    const auto it = dests_.find(*i);
+    if (it == dests_.end()) continue;
+    const Destination& e = it->second;
+    if (e.pending.empty() || e.connections >= limit || !e.servers) continue;
+    if (std::find(e.servers->begin(), e.servers->end(), slot.host) != e.servers->end()) return i;
+  }
+  return waiting_.end();
+}
+
 std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
   const unsigned limit = destination_limit();
+  if (!slot.host.empty() && config()->per_domain()) {
+    // A connected worker keeps its connection where it can: when mail backs up, a worker whose
+    // destination ran dry would otherwise take the oldest waiting one, on another host most
+    // often, and close and open a connection for each job it moves to (in `zero` with one
+    // sink thread: ~16,800 connections for 20,000 messages, half the rate).
+    const auto on_host = waiting_on_host_locked(slot, limit);
+    if (on_host != waiting_.end()) {
+      const std::string name = *on_host;
+      Destination& e = dests_[name];
+      Job job = std::move(e.pending.front());
+      e.pending.pop_front();
+      --pending_;
+      if (e.pending.empty()) {
+        e.waiting = false;
+        waiting_.erase(on_host);
+      }
+      unbind_locked(slot);
+      bind_locked(slot, name);
+      ++in_flight_;
+      ++stats_.reused;
+      return job;
+    }
+  }
   for (std::size_t i = 0; i < waiting_.size();) {
     const std::string name = waiting_[i];
     auto it = dests_.find(name);
@@ -319,6 +358,7 @@ void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
   Servers servers;
   if (servers_of_ && d.connections < limit && config()->per_domain()) servers = servers_of_(name);
   const bool known = servers && !servers->empty();
+  if (known) d.servers = servers;
   if (!known && look_up_ && d.connections == 0 && d.look_up != Destination::LookUp::Done &&
       config()->per_domain()) {
     // A domain new to the MX cache: hold its jobs while its MX hosts are looked up, so that

@@ -187,6 +187,9 @@ class Queue {
     enum class LookUp : unsigned char { NotYet, Underway, Done } look_up = LookUp::NotYet;
     bool in_lru = false;  // listed in idle_lru_ (exactly when `idle` is not empty), at `lru`
     std::list<std::string>::iterator lru;
+    // Its best MX hosts as last placed (a hint for which waiting destination a connected worker
+    // takes; the worker reads the MX cache itself before it moves).
+    Servers servers;
   };
 
   // What to do once a job is placed and the lock released.
@@ -223,6 +226,9 @@ class Queue {
   std::shared_ptr<net::Wakeup> evict_idle_locked(const std::string& for_destination);
   void enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);
   std::optional<Job> take_waiting_locked(WorkerSlot& slot);
+  // Of the oldest waiting destinations, the first a worker connected to `host` may take that
+  // this host serves; waiting_.end() if none.
+  std::deque<std::string>::iterator waiting_on_host_locked(const WorkerSlot& slot, unsigned limit);
   void push_pending_locked(Job job, bool front);
   Destination& dest_locked(const std::string& name) { return dests_[name]; }
   void forget_if_idle_locked(const std::string& name);

@@ -451,6 +451,38 @@ TEST_F(SameServerTest, AConnectionClosedByTheCacheIsNotOfferedAgain) {
   EXPECT_EQ(q.stats().reused, 0u);
 }
 
+TEST_F(SameServerTest, AWorkerWhoseDestinationRanDryTakesAWaitingOneOnItsHostFirst) {
+  Queue q(cfg(1, 5, 5), log, loops);  // one worker: mail backs up behind it
+  use_known(q);
+  know("a.test", {"mx1"});
+  know("b.test", {"mx2"});
+  know("c.test", {"mx9", "mx1"});
+  q.submit(job("a.test"));
+  WorkerSlot w = slot();
+  auto first = q.next_job(w, false);
+  ASSERT_TRUE(first.job);
+  q.connected_to(w, "mx1");
+  q.submit(job("b.test"));  // waits longest, but on another host
+  q.submit(job("c.test"));  // one of its best hosts is mx1
+  q.complete(std::move(*first.job),
+             {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
+             AttemptReport{"mx1", false, false, true, Clock::now()});
+  // a.test ran dry: the worker keeps its connection to mx1 for c.test rather than closing it
+  // for b.test (and opening one to mx2).
+  auto next = q.next_job(w, true);
+  ASSERT_TRUE(next.job);
+  EXPECT_EQ(next.job->destination, "c.test");
+  EXPECT_EQ(q.stats().reused, 1u);
+  q.complete(std::move(*next.job),
+             {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
+             AttemptReport{"mx1", false, false, true, Clock::now()});
+  // Nothing on mx1 is left: the oldest waiting destination, wherever it is.
+  auto last = q.next_job(w, true);
+  ASSERT_TRUE(last.job);
+  EXPECT_EQ(last.job->destination, "b.test");
+  EXPECT_EQ(q.stats().reused, 1u);
+}
+
 TEST_F(DestinationTest, AWorkerWokenWhileParkedLeavesTheIdleListBeforeTakingWork) {
   // A wake-up can outlive its reason: the idle timeout ends the wait as a job is handed over,
   // and the notification is still pending at the next wait. The worker then asks for work while
