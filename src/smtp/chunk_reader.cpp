@@ -1,26 +1,23 @@
 #include "smtp/chunk_reader.hpp"
 
-#include <cstring>
-
 namespace mma::smtp {
 
 void ChunkReader::feed(std::string_view raw) {
-  // Each piece between line-leading dots goes to the DataReader as it is; the dots get their
-  // stuffing (RFC 5321 §4.5.2) in front.
-  std::size_t pos = 0;
-  while (pos < raw.size()) {
-    if (line_start_ && raw[pos] == '.') data_.feed(".");
-    const char* start = raw.data() + pos;
-    const void* lf = std::memchr(start, '\n', raw.size() - pos);
-    const std::size_t end =
-        lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - raw.data()) + 1 : raw.size();
+  if (raw.empty()) return;
+  // The DataReader gets the longest pieces it can: everything up to the next line that starts
+  // with a ".", which gets its stuffing (RFC 5321 §4.5.2) in front.
+  if (line_start_ && raw[0] == '.') data_.feed(".");
+  for (std::size_t pos = 0; pos < raw.size();) {
+    const auto dot = raw.find("\n.", pos);
+    const std::size_t end = dot == std::string_view::npos ? raw.size() : dot + 1;
     data_.feed(raw.substr(pos, end - pos));
-    line_start_ = lf != nullptr;
-    prev_ = end - pos >= 2 ? raw[end - 2] : last_;
-    last_ = raw[end - 1];
-    empty_ = false;
+    if (dot != std::string_view::npos) data_.feed(".");
     pos = end;
   }
+  line_start_ = raw.back() == '\n';
+  prev_ = raw.size() >= 2 ? raw[raw.size() - 2] : last_;
+  last_ = raw.back();
+  empty_ = false;
 }
 
 void ChunkReader::finish() {
