@@ -71,6 +71,7 @@ net::Task<void> connection(Run& run, unsigned id) {
         for (const auto& r : m.recipients) in.recipients.push_back(r);
         in.size = m.wire.size();
         in.lmtp = run.opts.lmtp;
+        in.chunking = true;  // BDAT where the relay offers CHUNKING: no wait for a 354
         ++run.result.messages;
         Body body;
         body.wire = std::move(m.wire);

@@ -44,6 +44,7 @@ struct ListenerSection {
   std::uint64_t max_message_size = 64ull << 20;
   std::size_t max_recipients = 1000;
   std::size_t max_errors = 20;
+  bool chunking = true;              // offer CHUNKING (RFC 3030, BDAT) over SMTP
   std::uint32_t socket_mode = 0660;  // unix sockets
   std::string hostname;
   int line = 0;  // where it was declared, for messages
@@ -110,6 +111,7 @@ struct QueueSection {
   std::size_t max_queue = 0;
   std::size_t max_jobs = 1000;
   std::size_t batch_size = 100;
+  bool chunking = true;  // send by BDAT (RFC 3030) where CHUNKING is offered
   unsigned max_retries = 10;
   Duration retry_delay{1'000};
   Duration retry_delay_max{300'000};

@@ -276,6 +276,7 @@ ListenerSection read_listener(const std::string& file, const toml::table& t, std
   if (l.max_message_size < 1024) r.fail("max_message_size", "must be at least 1K");
   l.max_recipients = r.integer<std::size_t>("max_recipients", l.max_recipients, 100, 1'000'000);
   l.max_errors = r.integer<std::size_t>("max_errors", l.max_errors, 1, 10'000);
+  l.chunking = r.boolean("chunking", l.chunking);
   const std::string mode = r.string("socket_mode", "0660");
   char* end = nullptr;
   const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
@@ -394,6 +395,7 @@ QueueSection read_queue(const std::string& file, const toml::table& t,
   q.max_queue = r.integer<std::size_t>("max_queue", q.max_queue, 0, 100'000'000);
   q.max_jobs = r.integer<std::size_t>("max_jobs", q.max_jobs, 1, 100'000'000);
   q.batch_size = r.integer<std::size_t>("batch_size", q.batch_size, 1, 100'000);
+  q.chunking = r.boolean("chunking", q.chunking);
   q.max_retries = r.integer<unsigned>("max_retries", q.max_retries, 1, 1000);
   q.retry_delay = r.duration("retry_delay", q.retry_delay);
   q.retry_delay_max = r.duration("retry_delay_max", q.retry_delay_max);

@@ -54,6 +54,9 @@ constexpr std::array kParams{
           "Recipients per message; more get 452 4.5.3 (RFC 5321 §4.5.3.1.10)."},
     Param{"listener", "max_errors", "integer", "20",
           "Protocol errors before the connection is closed with 421."},
+    Param{"listener", "chunking", "boolean", "true",
+          "Offer CHUNKING (RFC 3030): a client may send the content as BDAT chunks, with no wait "
+          "for DATA's 354. Not in LMTP."},
     Param{"listener", "socket_mode", "octal string", "\"0660\"", "Permissions of a unix socket."},
     Param{"listener", "hostname", "string", "server.hostname", "Name in this listener's banner."},
     // [delivery]
@@ -153,6 +156,10 @@ constexpr std::array kParams{
     Param{"queue", "max_jobs", "integer", "1000",
           "Jobs (transactions) per connection before it is closed and opened anew."},
     Param{"queue", "batch_size", "integer", "100", "Recipients per SMTP transaction."},
+    Param{"queue", "chunking", "boolean", "true",
+          "Send a message held in memory as one BDAT (RFC 3030) where the remote MTA offers "
+          "CHUNKING: a transaction in one write and one round trip. false: always DATA (for a "
+          "remote whose CHUNKING is broken)."},
     Param{"queue", "max_retries", "integer", "10",
           "Delivery attempts per recipient before it fails."},
     Param{"queue", "retry_delay", "duration", "\"1s\"",

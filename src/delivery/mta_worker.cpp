@@ -281,6 +281,7 @@ net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
   input.size = msg.body->size;
   input.eightbit = msg.body->type == BodyType::EightBitMime;
   input.smtputf8 = msg.smtputf8;
+  input.chunking = cfg_->chunking;
   input.recipients.reserve(job.recipients.size());
   for (const auto& r : job.recipients) input.recipients.push_back(r.address);
   // The job stays in current_ while the transaction runs, so an exception cannot lose it.
@@ -321,6 +322,7 @@ net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
   if (report.connection_fault) {
     client_.close();
     connected_to_.clear();
+    queue_.connected_to(slot_, "");  // else the queue would match it to jobs by a stale host
     co_return false;
   }
   co_return true;

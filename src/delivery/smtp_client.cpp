@@ -110,6 +110,25 @@ net::Task<bool> SmtpClient::send_chunk(std::string_view commands,
                                        const smtp::UnstuffedBody& content, milliseconds timeout) {
   // In blocks of at most kBlock octets, each under its own deadline, as send_body's.
   constexpr std::size_t kBlock = 1 << 20;
+  if (!tls_.empty() && content.spans.size() > 1) {
+    // Over TLS each buffer would be a record of its own (and a write): the spans between
+    // stuffed lines are joined in a block first, as encryption copies them anyway.
+    std::string block(commands);
+    for (std::string_view span : content.spans) {
+      while (!span.empty()) {
+        const std::size_t n = std::min(span.size(), kBlock - std::min(kBlock, block.size()));
+        block.append(span.data(), n);
+        span.remove_prefix(n);
+        if (block.size() < kBlock) continue;
+        const bool sent = co_await send(block, timeout);
+        if (!sent) co_return false;
+        block.clear();
+      }
+    }
+    if (block.empty()) co_return true;
+    const bool sent = co_await send(block, timeout);
+    co_return sent;
+  }
   std::vector<asio::const_buffer> group{asio::buffer(commands.data(), commands.size())};
   std::size_t in_group = commands.size();
   for (std::string_view span : content.spans) {
@@ -280,10 +299,11 @@ net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput i
   // A body in memory goes by BDAT where the server offers it: no wait for a 354, one round trip
   // less per message. A body file keeps DATA: its un-stuffed size would cost a read of the file.
   smtp::UnstuffedBody content;  // views into body.wire
-  if (!body.file && ext_.chunking && !input.lmtp) {
+  if (input.chunking && !body.file && ext_.chunking && !input.lmtp) {
     content = smtp::unstuffed(body.wire);
-    input.chunking = true;
     input.chunk_size = content.size;
+  } else {
+    input.chunking = false;
   }
   smtp::ClientTransaction tx(std::move(input), ext_);
   Transaction out;

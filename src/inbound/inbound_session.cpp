@@ -78,7 +78,7 @@ InboundSession::InboundSession(std::unique_ptr<net::Stream> stream, const asio::
               .max_recipients = cfg_->max_recipients,
               .max_errors = cfg_->max_errors,
               .access_denied = denied,
-              .chunking = true,  // RFC 3030; only offered over SMTP
+              .chunking = cfg_->chunking,  // RFC 3030; only offered over SMTP
           },
           policy_.get()),
       deadline_(ex),
@@ -180,6 +180,7 @@ net::Task<bool> InboundSession::read_more(milliseconds timeout) {
 }
 
 void InboundSession::begin_content() {
+  chunks_.reset();  // what an RSET or EHLO cut short (its body, and any body file, go with it)
   message_id_ = next_message_id();
   body_ = std::make_shared<Body>();
   const smtp::Envelope& env = proto_.envelope();
@@ -199,15 +200,12 @@ void InboundSession::begin_content() {
   received_size_ = body_->wire.size();
 }
 
-net::Task<void> InboundSession::keep_content(const smtp::DataReader& reader) {
+bool InboundSession::spill_due(const smtp::DataReader& reader) const {
   // The disk cache: past the limit, complete lines move to the body file in blocks.
   const std::size_t held = body_->wire.size();
-  if (ctx_.memory_body_limit != 0 &&
-      (body_->file || spill_failed_ ? held >= kSpillBlock || reader.done()
-                                    : held > ctx_.memory_body_limit)) {
-    const std::size_t complete = reader.complete_bytes();
-    co_await spill(complete);
-  }
+  return ctx_.memory_body_limit != 0 &&
+         (body_->file || spill_failed_ ? held >= kSpillBlock || reader.done()
+                                       : held > ctx_.memory_body_limit);
 }
 
 void InboundSession::end_content(const smtp::DataReader& reader) {
@@ -226,7 +224,7 @@ net::Task<bool> InboundSession::read_data() {
   for (;;) {
     if (!in_.empty()) {
       in_.consume(reader.feed(in_.data()));
-      co_await keep_content(reader);
+      if (spill_due(reader)) co_await spill(reader.complete_bytes());
       if (reader.done()) break;
     }
     const bool ok182 = co_await read_more(cfg_->idle_timeout);
@@ -255,7 +253,7 @@ net::Task<bool> InboundSession::read_chunk(const smtp::Reply& r) {
     if (chunk.accepted) {
       chunks_->feed(have.substr(0, n));
       in_.consume(n);
-      co_await keep_content(chunks_->data());
+      if (spill_due(chunks_->data())) co_await spill(chunks_->data().complete_bytes());
     } else {
       in_.consume(n);
     }
@@ -266,7 +264,7 @@ net::Task<bool> InboundSession::read_chunk(const smtp::Reply& r) {
     co_return true;
   }
   chunks_->finish();
-  co_await keep_content(chunks_->data());
+  if (spill_due(chunks_->data())) co_await spill(chunks_->data().complete_bytes());
   end_content(chunks_->data());
   chunks_.reset();
   co_await finish_message();
@@ -386,7 +384,13 @@ net::Task<void> InboundSession::finish_message() {
   ++ctx_.messages;
   // Backpressure: the reply, and with it the composer, waits while a queue is over its throttle.
   for (routing::Queue* q : touched) {
-    while (!q->admit(wakeup_)) co_await wakeup_->wait(std::chrono::steady_clock::duration::max());
+    while (!q->admit(wakeup_)) {
+      // Replies already owed (MAIL's and RCPT's, pipelined before a BDAT) go out first: the
+      // client reads them under their own time-outs, however long this message waits.
+      const bool flushed = co_await flush();
+      if (!flushed) co_return;
+      co_await wakeup_->wait(std::chrono::steady_clock::duration::max());
+    }
   }
   if (!waiter) {
     const std::string how = msg->spooled ? "Ok: spooled as " : "Ok: queued as ";
@@ -398,6 +402,10 @@ net::Task<void> InboundSession::finish_message() {
       reply(smtp::make_reply(250, "2.0.0", how + msg->id));
     }
     co_return;
+  }
+  if (!waiter->complete()) {
+    const bool flushed = co_await flush();  // as above: until every recipient has its outcome
+    if (!flushed) co_return;
   }
   while (!waiter->complete()) co_await wakeup_->wait(std::chrono::steady_clock::duration::max());
   const auto results = waiter->results();

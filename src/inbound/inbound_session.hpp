@@ -74,9 +74,9 @@ class InboundSession : public std::enable_shared_from_this<InboundSession> {
   // dropped; after the last, the message is taken as after DATA. `r` is the chunk's reply.
   net::Task<bool> read_chunk(const smtp::Reply& r);
   // A message's content, whichever command carries it: begun, kept as it arrives (moved to its
-  // body file past memory_body_limit), and ended with what the reader found.
+  // body file past memory_body_limit, when spill_due), and ended with what the reader found.
   void begin_content();
-  net::Task<void> keep_content(const smtp::DataReader& reader);
+  [[nodiscard]] bool spill_due(const smtp::DataReader& reader) const;
   void end_content(const smtp::DataReader& reader);
   net::Task<void> spill(std::size_t complete);
   net::Task<void> finish_message();

@@ -228,8 +228,8 @@ std::deque<std::string>::iterator Queue::waiting_on_host_locked(const WorkerSlot
                                                                 unsigned limit) {
   // A bounded look: the oldest destinations wait longest, and with a few providers' servers
   // behind many domains one of the first few is nearly always on this host.
-  constexpr std::size_t kLook = 32;
-  const auto end = waiting_.begin() + static_cast<std::ptrdiff_t>(std::min(kLook, waiting_.size()));
+  const auto end =
+      waiting_.begin() + static_cast<std::ptrdiff_t>(std::min(kHostLook, waiting_.size()));
   for (auto i = waiting_.begin(); i != end; ++i) {
     const auto it = dests_.find(*i);
     if (it == dests_.end()) continue;
@@ -247,7 +247,17 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
     // destination ran dry would otherwise take the oldest waiting one, on another host most
     // often, and close and open a connection for each job it moves to (in `zero` with one
     // sink thread: ~16,800 connections for 20,000 messages, half the rate).
-    const auto on_host = waiting_on_host_locked(slot, limit);
+    auto on_host = waiting_on_host_locked(slot, limit);
+    // The destination waiting longest, when this worker could take it, is passed over kHostLook
+    // times at most: one that no worker's host serves is not left behind while others keep
+    // coming. (One at its connection limit is not passed over: its own workers serve it.)
+    if (on_host != waiting_.begin() && on_host != waiting_.end()) {
+      const auto head = dests_.find(waiting_.front());
+      const bool takeable =
+          head != dests_.end() && !head->second.pending.empty() && head->second.connections < limit;
+      if (takeable && ++head_passed_ > kHostLook) on_host = waiting_.end();
+    }
+    if (on_host == waiting_.begin()) head_passed_ = 0;
     if (on_host != waiting_.end()) {
       const std::string name = *on_host;
       Destination& e = dests_[name];
@@ -283,6 +293,7 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
     Job job = std::move(e.pending.front());
     e.pending.pop_front();
     --pending_;
+    if (i == 0) head_passed_ = 0;
     if (e.pending.empty()) {
       e.waiting = false;
       waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));

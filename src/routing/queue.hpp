@@ -244,7 +244,9 @@ class Queue {
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, Destination> dests_;
-  std::deque<std::string> waiting_;   // destinations with pending jobs, oldest first
+  std::deque<std::string> waiting_;             // destinations with pending jobs, oldest first
+  static constexpr std::size_t kHostLook = 32;  // see waiting_on_host_locked
+  std::size_t head_passed_ = 0;       // times waiting_'s first was passed over for one on a host
   std::vector<WorkerSlot*> unbound_;  // parked workers without a connection
   std::list<std::string> idle_lru_;   // destinations with idle connections, most recent first
   std::vector<std::shared_ptr<net::Wakeup>> throttled_;

@@ -15,13 +15,10 @@ void ChunkReader::feed(std::string_view raw) {
     pos = end;
   }
   line_start_ = raw.back() == '\n';
-  prev_ = raw.size() >= 2 ? raw[raw.size() - 2] : last_;
-  last_ = raw.back();
-  empty_ = false;
 }
 
 void ChunkReader::finish() {
-  data_.feed(empty_ || (prev_ == '\r' && last_ == '\n') ? ".\r\n" : "\r\n.\r\n");
+  data_.end();
 }
 
 UnstuffedBody unstuffed(std::string_view wire) {

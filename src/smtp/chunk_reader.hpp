@@ -4,7 +4,8 @@
 //
 // A chunk is binary-exact and has no terminator; this stuffs each line that starts with "." and
 // hands the result to a DataReader, which applies DATA's rules: bare LF normalised, bare CR and
-// over-long lines refused, the size limit. finish() ends the content as DATA's "." would.
+// over-long lines refused, the size limit. finish() ends the content where it stands, its last
+// line ended with CRLF if it has no line end.
 #pragma once
 
 #include <cstdint>
@@ -30,9 +31,6 @@ class ChunkReader {
  private:
   DataReader data_;
   bool line_start_ = true;  // the next octet starts a line
-  bool empty_ = true;
-  char prev_ = 0;  // the two last octets fed, to end the content with one CRLF
-  char last_ = 0;
 };
 
 // The content of a wire-form body (dot-stuffed, without its ".\r\n") as BDAT sends it: the

@@ -26,7 +26,8 @@ struct TransactionInput {
   bool lmtp = false;      // RFC 2033 §4.2: one reply per accepted recipient after the data
   bool smtputf8 = false;  // RFC 6531: the envelope or headers need SMTPUTF8
   // RFC 3030: the content may go as one "BDAT <chunk_size> LAST" when the server offers
-  // CHUNKING (not in LMTP), right behind the commands, with no wait for a 354.
+  // CHUNKING (not in LMTP), right behind the commands, with no wait for a 354. (SmtpClient
+  // takes it as the caller's leave, and decides.)
   bool chunking = false;
   std::uint64_t chunk_size = 0;  // octets of the content as sent: un-stuffed, ending in CRLF
 };

@@ -36,6 +36,12 @@ std::size_t DataReader::feed(std::string_view in) {
   return pos;
 }
 
+void DataReader::end() {
+  if (done_) return;
+  if (line_len_ > 0) feed("\r\n");
+  done_ = true;
+}
+
 void DataReader::end_line(bool cr) {
   if (cr && prev_crlf_ && line_len_ == 2 && first_ == '.') {
     done_ = true;  // CRLF "." CRLF

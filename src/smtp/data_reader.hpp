@@ -26,6 +26,10 @@ class DataReader {
   // Consumes bytes of `in` up to and including the terminator; returns how many.
   std::size_t feed(std::string_view in);
 
+  // Ends the content where it stands, as BDAT's last chunk does (RFC 3030): a last line without
+  // its line end is ended with CRLF (a CR left at its end is bare), and no terminator is read.
+  void end();
+
   [[nodiscard]] bool done() const { return done_; }
   [[nodiscard]] bool too_big() const { return too_big_; }
   [[nodiscard]] bool line_too_long() const { return line_too_long_; }

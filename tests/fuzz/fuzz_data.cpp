@@ -3,8 +3,8 @@
 // hop's DATA early: SMTP smuggling), and no bare CR unless the message is flagged for refusal.
 // And the disk cache's move of complete_bytes() to a file between feeds never changes it.
 // The same input as BDAT content (smtp::ChunkReader) must give a wire form that is as safe, and
-// that un-stuffs (smtp::unstuffed, what mma sends by BDAT) to the input itself when the input
-// is plain CRLF text.
+// that un-stuffs (smtp::unstuffed, what mma sends by BDAT) to the input itself, its line ends
+// made CRLF, with the RFC 1870 size of that.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -51,14 +51,17 @@ void check_chunks(std::string_view in) {
   if (!r.done()) std::abort();
   if (r.bare_cr() || r.too_big() || r.line_too_long()) return;
   check_safe(wire, true);
-  bool plain = in.size() >= 2 && in.substr(in.size() - 2) == "\r\n";
-  for (std::size_t i = 0; plain && i < in.size(); ++i) {
-    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r')) plain = false;
+  if (in.empty()) return;
+  // What BDAT sends on is the input, bare LFs ended as CRLF and the last line ended.
+  std::string expected;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r')) expected += '\r';
+    expected += in[i];
   }
-  if (!plain) return;
+  if (expected.back() != '\n') expected += "\r\n";
   std::string back;
   for (auto span : unstuffed(wire).spans) back += span;
-  if (back != in) std::abort();
+  if (back != expected || r.size() != expected.size()) std::abort();
 }
 
 }  // namespace

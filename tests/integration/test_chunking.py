@@ -149,3 +149,38 @@ def test_replies_go_out_before_mma_serve_waits_for_the_rest_of_a_chunk(sink, ser
         c.sendall(b"the rest")
         assert reply_codes(recv_until(c, b"\r\n").decode()) == [250]
     wait_until(lambda: s.counts()["messages"] == 1, what="the message")
+
+
+def test_mail_and_rcpt_replies_do_not_wait_for_a_delivered_mode_outcome(sink, serve):
+    s = sink("--data-delay", "2s")
+    port = free_port()
+    serve(listener(port, ack="delivered") + f'[[queue]]\nname = "general"\nmx = ["{s.address}"]\n')
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        recv_until(c, b"\r\n")
+        body = b"Message-ID: <slow@x>\r\n\r\nwaits for its outcome\r\n"
+        c.sendall(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@d1.test>\r\n"
+                  b"BDAT %d LAST\r\n%s" % (len(body), body))
+        # The final reply waits the sink's 2 s; MAIL's and RCPT's, which a client reads under their
+        # own (shorter) time-outs, must not.
+        start = time.time()
+        got = recv_until(c, b"250 2.1.5")
+        assert time.time() - start < 1.5, got
+        assert reply_codes(got.decode()) == [250, 250, 250]
+        final = recv_until(c, b"\r\n")
+        assert time.time() - start >= 1.5
+        assert reply_codes(final.decode()) == [250]
+
+
+def test_chunking_can_be_turned_off_on_each_side(sink, serve):
+    s = sink()
+    port = free_port()
+    srv = serve(listener(port, extra="chunking = false") +
+                f'[[queue]]\nname = "general"\nmx = ["{s.address}"]\nchunking = false\n')
+    text = smtp_session(port, b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@d1.test>\r\nBDAT 3 LAST\r\nQUIT\r\n")
+    assert "CHUNKING" not in text  # the listener does not offer it ...
+    assert reply_codes(text)[-2:] == [502, 221]
+    with smtplib.SMTP("127.0.0.1", port) as c:
+        c.sendmail("a@b.test", ["u@d1.test"], b"Message-ID: <off@x>\r\n\r\nby DATA\r\n")
+    assert srv.wait_finals(1)[0]["event"] == "delivered"
+    wait_until(lambda: s.counts()["messages"] == 1, what="the message")
+    assert s.counts()["messages_by_bdat"] == 0  # ... and the queue does not use the sink's

@@ -68,7 +68,8 @@ def test_postfix_as_the_remote_mta(serve, postfix_remote, tls):
     with smtplib.SMTP("127.0.0.1", port) as c:
         for i in range(20):
             c.sendmail("bulk@sender.test", [f"u{i}@remote.test", f"v{i}@remote.test"],
-                       f"From: bulk@sender.test\r\nSubject: {i}\r\nMessage-ID: <pf{i}@x>\r\n\r\nhello {i}\r\n".encode())
+                       f"From: bulk@sender.test\r\nSubject: {i}\r\nMessage-ID: <pf{i}@x>\r\n\r\nhello {i}\r\n"
+                       f".a line that starts with a dot\r\nand one that does not\r\n".encode())
     finals = srv.wait_finals(40, timeout=60)
     assert all(e["event"] == "delivered" for e in finals), [e for e in finals if e["event"] != "delivered"][:2]
     assert all("queued as" in e["reply"] for e in finals)

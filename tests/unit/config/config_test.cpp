@@ -58,6 +58,20 @@ TEST(Config, TheIssueExampleLoads) {
   EXPECT_EQ(c.delivery.port, 25);
 }
 
+TEST(Config, ChunkingIsOnUnlessTurnedOff) {
+  Config on = parse_config(kExample, "mma.toml");
+  EXPECT_TRUE(on.listeners[0].chunking);
+  EXPECT_TRUE(on.queues[0].chunking);
+  Config off = parse_config(
+      "[[listener]]\naddress = \"127.0.0.1:2525\"\nchunking = false\n"
+      "[[queue]]\nname = \"g\"\nmx = [\"a:1\"]\nchunking = false\n",
+      "mma.toml");
+  EXPECT_FALSE(off.listeners[0].chunking);
+  EXPECT_FALSE(off.queues[0].chunking);
+  EXPECT_THAT(error_of("[[queue]]\nname = \"g\"\nmx = [\"a:1\"]\nchunking = \"no\"\n"),
+              HasSubstr("mma.toml:4: key 'chunking'"));
+}
+
 TEST(Config, DefaultsAndUnits) {
   Config c = parse_config(R"(
 [delivery]

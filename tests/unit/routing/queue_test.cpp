@@ -483,6 +483,34 @@ TEST_F(SameServerTest, AWorkerWhoseDestinationRanDryTakesAWaitingOneOnItsHostFir
   EXPECT_EQ(q.stats().reused, 1u);
 }
 
+TEST_F(SameServerTest, TheDestinationWaitingLongestIsPassedOverABoundedNumberOfTimes) {
+  Queue q(cfg(1, 5, 5), log, loops);
+  use_known(q);
+  know("a.test", {"mx1"});
+  know("b.test", {"mx2"});
+  q.submit(job("a.test"));
+  WorkerSlot w = slot();
+  auto current = q.next_job(w, false);
+  ASSERT_TRUE(current.job);
+  q.connected_to(w, "mx1");
+  q.submit(job("b.test"));  // no worker's host serves it
+  for (int i = 0; i < 50; ++i) {
+    know("c" + std::to_string(i) + ".test", {"mx1"});
+    q.submit(job("c" + std::to_string(i) + ".test"));  // and mail for mx1 keeps coming
+  }
+  int on_host = 0;
+  for (;;) {
+    q.complete(std::move(*current.job),
+               {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
+               AttemptReport{"mx1", false, false, true, Clock::now()});
+    current = q.next_job(w, true);
+    ASSERT_TRUE(current.job);
+    if (current.job->destination == "b.test") break;
+    ++on_host;
+  }
+  EXPECT_EQ(on_host, 32);  // then b.test's turn, not after all fifty
+}
+
 TEST_F(DestinationTest, AWorkerWokenWhileParkedLeavesTheIdleListBeforeTakingWork) {
   // A wake-up can outlive its reason: the idle timeout ends the wait as a job is handed over,
   // and the notification is still pending at the next wait. The worker then asks for work while

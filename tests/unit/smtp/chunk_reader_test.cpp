@@ -33,10 +33,26 @@ TEST(ChunkReader, StuffsLeadingDotsSoTheWireFormIsDatas) {
   EXPECT_EQ(wire_of({"x", "\r", "\n.", "y\r\n"}), "x\r\n..y\r\n");
 }
 
-TEST(ChunkReader, EndsTheContentWithOneCrlfAsDataWould) {
+TEST(ChunkReader, EndsTheContentWhereItStands) {
   EXPECT_EQ(wire_of({"no line end"}), "no line end\r\n");
   EXPECT_EQ(wire_of({}), "");  // BDAT 0 LAST: an empty message
   EXPECT_EQ(wire_of({"ends in NUL\0"sv}), "ends in NUL\0\r\n"sv);
+  EXPECT_EQ(wire_of({"."}), "..\r\n");
+  // A bare LF at the end ends the last line; no empty line is added.
+  EXPECT_EQ(wire_of({"a\n"}), "a\r\n");
+  EXPECT_EQ(wire_of({"a\n", "b\n"}), "a\r\nb\r\n");
+  EXPECT_EQ(wire_of({"x\r\n", "\n"}), "x\r\n\r\n");
+  std::string wire;
+  ChunkReader cr(wire, {});
+  cr.feed("ends in CR\r");  // a CR with no LF after it is bare
+  cr.finish();
+  EXPECT_TRUE(cr.data().done());
+  EXPECT_TRUE(cr.data().bare_cr());
+  std::string sized;
+  ChunkReader size(sized, {});
+  size.feed("a\n.b");
+  size.finish();
+  EXPECT_EQ(size.data().size(), 7u);  // RFC 1870: "a" CRLF ".b" CRLF, un-stuffed
 }
 
 TEST(ChunkReader, KeepsDatasRules) {
@@ -70,7 +86,8 @@ TEST(UnstuffedBody, IsTheContentAsBdatSendsIt) {
 // came, whatever the chunk boundaries.
 TEST(ChunkReader, RoundTripsRandomContentThroughRandomChunks) {
   std::mt19937 rng(20261128);
-  const std::vector<std::string> pieces = {".", "..", "a", "Subject: x", " ", "\r\n", "\r\n.\r\n"};
+  const std::vector<std::string> pieces = {".", "..",   "a",         "Subject: x",
+                                           " ", "\r\n", "\r\n.\r\n", "\n"};
   for (int round = 0; round < 500; ++round) {
     std::string raw;
     const int n = static_cast<int>(rng() % 40);
@@ -83,7 +100,12 @@ TEST(ChunkReader, RoundTripsRandomContentThroughRandomChunks) {
       pos += len;
     }
     const std::string wire = wire_of(chunks);
-    EXPECT_EQ(joined(unstuffed(wire)), raw) << raw;
+    std::string normalised;  // bare LF ends a line as CRLF would
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r')) normalised += '\r';
+      normalised += raw[i];
+    }
+    EXPECT_EQ(joined(unstuffed(wire)), normalised) << raw;
     // The same content by DATA, stuffed by the client, gives the same wire form.
     std::string stuffed = raw[0] == '.' ? "." : "";
     for (char c : raw) {
