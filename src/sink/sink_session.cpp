@@ -97,7 +97,13 @@ net::Task<void> SinkSession::fail(const Fault& f) {
     co_return;
   }
   // timeout (and after garbage): say nothing more until the client gives up and closes.
-  while (co_await read_more()) in_.consume(in_.data().size());
+  // (Not `while (co_await ...)`: GCC 12 miscompiled that here, and the sink died of SIGILL at
+  // its first "421" fault once a client pipelined past the faulty command.)
+  for (;;) {
+    const bool more = co_await read_more();
+    if (!more) co_return;
+    in_.consume(in_.data().size());
+  }
 }
 
 void SinkSession::start(std::shared_ptr<SinkSession> self, const asio::any_io_executor& ex) {

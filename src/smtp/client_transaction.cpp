@@ -91,6 +91,7 @@ void ClientTransaction::on_reply(const Reply& r) {
   switch (e) {
     case Expect::Mail:
       mail_ok_ = r.klass() == 2;
+      mail_replied_ = true;
       if (!mail_ok_) {
         for (auto& res : results_) res = r;
         if (!pipelining_) step_ = Step::Done;

@@ -52,6 +52,12 @@ class ClientTransaction {
   [[nodiscard]] const std::vector<Reply>& results() const { return results_; }
   // The server may still hold a transaction (a MAIL was accepted, no data followed): RSET.
   [[nodiscard]] bool needs_rset() const { return needs_rset_; }
+  // The server refused the envelope before it could take the content (MAIL refused, or every
+  // RCPT): whatever happens next, it does not have the message.
+  [[nodiscard]] bool refused_before_content() const {
+    return mail_replied_ &&
+           (!mail_ok_ || (rcpt_replies_ >= in_.recipients.size() && accepted() == 0));
+  }
   // Recipient `i` was refused at RCPT (its result is that reply), not after the data.
   [[nodiscard]] bool refused_at_rcpt(std::size_t i) const {
     return i < rcpt_refused_.size() && rcpt_refused_[i];
@@ -74,6 +80,7 @@ class ClientTransaction {
   std::size_t next_rcpt_ = 0;     // next RCPT to send (without pipelining)
   std::size_t rcpt_replies_ = 0;  // RCPT replies received
   bool mail_ok_ = false;
+  bool mail_replied_ = false;
   std::vector<Reply> results_;
   std::vector<bool> accepted_;
   std::vector<bool> rcpt_refused_;

@@ -48,6 +48,13 @@ def test_fault_at_each_phase_is_survived(sink, serve, phase, kind):
         deferred = [e for e in srv.accounting() if e["event"] == "deferred"]
         assert deferred, "a broken transaction must show as deferred"
         assert all(e["code"] in (421, 451) for e in deferred)
+        # "The remote MTA may have it" only where it may: after the content went out by BDAT,
+        # unless the server had refused the envelope first.
+        may_have_it = [e for e in deferred if "may have it" in e["reply"]]
+        if (phase, kind) == ("mail", "421"):
+            assert not may_have_it, [e["reply"] for e in deferred]
+        if phase == "dot" and kind in ("drop", "timeout"):
+            assert may_have_it, deferred
 
 
 def test_temporary_and_permanent_refusals(sink, serve):

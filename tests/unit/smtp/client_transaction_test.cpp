@@ -64,7 +64,9 @@ class RefusedEnvelope : public ::testing::TestWithParam<bool> {
 
 TEST_P(RefusedEnvelope, MailRefusedDecidesEveryone) {
   ClientTransaction tx = start();
+  EXPECT_FALSE(tx.refused_before_content());  // nothing answered yet: the server may take it
   tx.on_reply(make_reply(452, "4.3.1", "full"));
+  EXPECT_TRUE(tx.refused_before_content());
   for (int i = 0; i < 3; ++i) tx.on_reply(make_reply(503, "5.5.1", "need MAIL"));
   EXPECT_NE(tx.step(), ClientTransaction::Step::Done);  // DATA's (BDAT's) reply is still owed
   tx.on_reply(make_reply(503, "5.5.1", "need MAIL"));
@@ -76,7 +78,10 @@ TEST_P(RefusedEnvelope, MailRefusedDecidesEveryone) {
 TEST_P(RefusedEnvelope, NoRecipientAcceptedNeedsRset) {
   ClientTransaction tx = start();
   tx.on_reply(make_reply(250, "", "ok"));
-  for (int i = 0; i < 3; ++i) tx.on_reply(make_reply(550, "5.1.1", "no"));
+  for (int i = 0; i < 2; ++i) tx.on_reply(make_reply(550, "5.1.1", "no"));
+  EXPECT_FALSE(tx.refused_before_content());  // the third RCPT may still be taken
+  tx.on_reply(make_reply(550, "5.1.1", "no"));
+  EXPECT_TRUE(tx.refused_before_content());
   tx.on_reply(make_reply(554, "5.5.1", "no valid recipients"));
   ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
   for (const auto& r : tx.results()) EXPECT_EQ(r.code, 550);  // the BDAT decides no one's fate
@@ -220,6 +225,7 @@ TEST(ClientTransaction, ChunkingSendsTheWholeTransactionInOneWrite) {
   tx.on_reply(make_reply(250, "2.1.5", "ok"));
   tx.on_reply(make_reply(550, "5.1.1", "no such user"));
   tx.on_reply(make_reply(250, "2.1.5", "ok"));
+  EXPECT_FALSE(tx.refused_before_content());
   EXPECT_EQ(tx.expecting(), ClientTransaction::Expect::DataDone);  // the final reply's timeout
   tx.on_reply(make_reply(250, "2.0.0", "queued"));
   ASSERT_EQ(tx.step(), ClientTransaction::Step::Done);
