@@ -109,26 +109,8 @@ net::Task<bool> SmtpClient::send_body(const Body& body, milliseconds timeout) {
 net::Task<bool> SmtpClient::send_chunk(std::string_view commands,
                                        const smtp::UnstuffedBody& content, milliseconds timeout) {
   // In blocks of at most kBlock octets, each under its own deadline, as send_body's.
+  // (Over TLS the stream joins a block's buffers into one record.)
   constexpr std::size_t kBlock = 1 << 20;
-  if (!tls_.empty() && content.spans.size() > 1) {
-    // Over TLS each buffer would be a record of its own (and a write): the spans between
-    // stuffed lines are joined in a block first, as encryption copies them anyway.
-    std::string block(commands);
-    for (std::string_view span : content.spans) {
-      while (!span.empty()) {
-        const std::size_t n = std::min(span.size(), kBlock - std::min(kBlock, block.size()));
-        block.append(span.data(), n);
-        span.remove_prefix(n);
-        if (block.size() < kBlock) continue;
-        const bool sent = co_await send(block, timeout);
-        if (!sent) co_return false;
-        block.clear();
-      }
-    }
-    if (block.empty()) co_return true;
-    const bool sent = co_await send(block, timeout);
-    co_return sent;
-  }
   std::vector<asio::const_buffer> group{asio::buffer(commands.data(), commands.size())};
   std::size_t in_group = commands.size();
   for (std::string_view span : content.spans) {

@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 
 #include <asio/ssl.hpp>
+#include <string>
 
 namespace mma::net {
 
@@ -41,6 +42,17 @@ Task<IoResult> TlsStream::read_some(asio::mutable_buffer buf) {
 }
 
 Task<IoResult> TlsStream::write(std::span<const asio::const_buffer> bufs) {
+  if (bufs.size() > 1) {
+    // Asio's SSL stream makes a record, and a socket write, of each buffer: a gathered write
+    // (a body's pieces around its stuffed lines, a block and its terminator) is joined first,
+    // as encryption copies it anyway.
+    std::string joined;
+    joined.reserve(asio::buffer_size(bufs));
+    for (const asio::const_buffer& b : bufs)
+      joined.append(static_cast<const char*>(b.data()), b.size());
+    auto [ec, n] = co_await asio::async_write(impl_->stream, asio::buffer(joined), use_tuple);
+    co_return IoResult{ec, n};
+  }
   auto [ec, n] = co_await asio::async_write(impl_->stream, bufs, use_tuple);
   co_return IoResult{ec, n};
 }
