@@ -257,22 +257,9 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
           head != dests_.end() && !head->second.pending.empty() && head->second.connections < limit;
       if (takeable && ++head_passed_ > kHostLook) on_host = waiting_.end();
     }
-    if (on_host == waiting_.begin()) head_passed_ = 0;
     if (on_host != waiting_.end()) {
-      const std::string name = *on_host;
-      Destination& e = dests_[name];
-      Job job = std::move(e.pending.front());
-      e.pending.pop_front();
-      --pending_;
-      if (e.pending.empty()) {
-        e.waiting = false;
-        waiting_.erase(on_host);
-      }
-      unbind_locked(slot);
-      bind_locked(slot, name);
-      ++in_flight_;
       ++stats_.reused;
-      return job;
+      return take_from_waiting_locked(slot, static_cast<std::size_t>(on_host - waiting_.begin()));
     }
   }
   for (std::size_t i = 0; i < waiting_.size();) {
@@ -284,28 +271,33 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
       if (it != dests_.end()) forget_if_idle_locked(name);
       continue;
     }
-    Destination& e = it->second;
     const bool mine = slot.bound && slot.destination == name;
-    if (!mine && e.connections >= limit) {
+    if (!mine && it->second.connections >= limit) {
       ++i;
       continue;
     }
-    Job job = std::move(e.pending.front());
-    e.pending.pop_front();
-    --pending_;
-    if (i == 0) head_passed_ = 0;
-    if (e.pending.empty()) {
-      e.waiting = false;
-      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
-    }
-    if (!mine) {
-      unbind_locked(slot);
-      bind_locked(slot, name);
-    }
-    ++in_flight_;
-    return job;
+    return take_from_waiting_locked(slot, i);
   }
   return std::nullopt;
+}
+
+Job Queue::take_from_waiting_locked(WorkerSlot& slot, std::size_t i) {
+  const std::string name = waiting_[i];
+  Destination& e = dests_[name];
+  Job job = std::move(e.pending.front());
+  e.pending.pop_front();
+  --pending_;
+  if (i == 0) head_passed_ = 0;
+  if (e.pending.empty()) {
+    e.waiting = false;
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  if (!slot.bound || slot.destination != name) {
+    unbind_locked(slot);
+    bind_locked(slot, name);
+  }
+  ++in_flight_;
+  return job;
 }
 
 // --- inbound side ---

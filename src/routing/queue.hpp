@@ -226,6 +226,8 @@ class Queue {
   std::shared_ptr<net::Wakeup> evict_idle_locked(const std::string& for_destination);
   void enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);
   std::optional<Job> take_waiting_locked(WorkerSlot& slot);
+  // The next job of the destination at waiting_[i], the slot bound to it.
+  Job take_from_waiting_locked(WorkerSlot& slot, std::size_t i);
   // Of the oldest waiting destinations, the first a worker connected to `host` may take that
   // this host serves; waiting_.end() if none.
   std::deque<std::string>::iterator waiting_on_host_locked(const WorkerSlot& slot, unsigned limit);

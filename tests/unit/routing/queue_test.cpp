@@ -383,14 +383,18 @@ class SameServerTest : public DestinationTest {
     q.set_spawner([](Queue&, bool) {});
     serve_known(q);
   }
+  // `job` got its 250 over a connection to `host`.
+  static void delivered(Queue& q, Job job, const std::string& host) {
+    q.complete(std::move(job),
+               {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
+               AttemptReport{host, false, false, true, Clock::now()});
+  }
   // The slot takes the next waiting job, connects to `host` and gets its 250.
   static void take_and_deliver(Queue& q, WorkerSlot& w, const std::string& host) {
     auto j = q.next_job(w, false);
     ASSERT_TRUE(j.job);
     q.connected_to(w, host);
-    q.complete(std::move(*j.job),
-               {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
-               AttemptReport{host, false, false, true, Clock::now()});
+    delivered(q, std::move(*j.job), host);
   }
   // One job each for a.test (over a connection to `host_a`) and b.test (`host_b`); then both
   // park, a first.
@@ -464,18 +468,14 @@ TEST_F(SameServerTest, AWorkerWhoseDestinationRanDryTakesAWaitingOneOnItsHostFir
   q.connected_to(w, "mx1");
   q.submit(job("b.test"));  // waits longest, but on another host
   q.submit(job("c.test"));  // one of its best hosts is mx1
-  q.complete(std::move(*first.job),
-             {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
-             AttemptReport{"mx1", false, false, true, Clock::now()});
+  delivered(q, std::move(*first.job), "mx1");
   // a.test ran dry: the worker keeps its connection to mx1 for c.test rather than closing it
   // for b.test (and opening one to mx2).
   auto next = q.next_job(w, true);
   ASSERT_TRUE(next.job);
   EXPECT_EQ(next.job->destination, "c.test");
   EXPECT_EQ(q.stats().reused, 1u);
-  q.complete(std::move(*next.job),
-             {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
-             AttemptReport{"mx1", false, false, true, Clock::now()});
+  delivered(q, std::move(*next.job), "mx1");
   // Nothing on mx1 is left: the oldest waiting destination, wherever it is.
   auto last = q.next_job(w, true);
   ASSERT_TRUE(last.job);
@@ -500,9 +500,7 @@ TEST_F(SameServerTest, TheDestinationWaitingLongestIsPassedOverABoundedNumberOfT
   }
   int on_host = 0;
   for (;;) {
-    q.complete(std::move(*current.job),
-               {RecipientStatus{Outcome::Delivered, smtp::make_reply(250, "", "ok")}},
-               AttemptReport{"mx1", false, false, true, Clock::now()});
+    delivered(q, std::move(*current.job), "mx1");
     current = q.next_job(w, true);
     ASSERT_TRUE(current.job);
     if (current.job->destination == "b.test") break;
