@@ -240,6 +240,12 @@ std::deque<std::string>::iterator Queue::waiting_on_host_locked(const WorkerSlot
   return waiting_.end();
 }
 
+void Queue::hold_locked(Job job) {
+  dests_[job.destination].pending.push_back(std::move(job));
+  ++pending_;
+  stats_.peak_msgs = std::max(stats_.peak_msgs, pending_);
+}
+
 std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
   const unsigned limit = destination_limit();
   if (!slot.host.empty() && config()->per_domain()) {
@@ -366,8 +372,9 @@ void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
       config()->per_domain()) {
     // A domain new to the MX cache: hold its jobs while its MX hosts are looked up, so that
     // they can go to a connection already open to one of them rather than each new domain
-    // opening (or, at max_mta, evicting) one of its own.
-    push_pending_locked(std::move(job), false);
+    // opening (or, at max_mta, evicting) one of its own. Held out of waiting_: a worker
+    // started for another job must not take one, as none was started for it.
+    hold_locked(std::move(job));
     if (d.look_up == Destination::LookUp::NotYet) {
       d.look_up = Destination::LookUp::Underway;
       p.look_up.push_back(name);

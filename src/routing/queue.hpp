@@ -183,7 +183,7 @@ class Queue {
     Clock::time_point down_until{};
     bool waiting = false;  // listed in waiting_
     // Its MX hosts looked up ahead of its first job (set_look_up): jobs are held while
-    // Underway, and never again once Done.
+    // Underway (pending, but not in waiting_), and never again once Done.
     enum class LookUp : unsigned char { NotYet, Underway, Done } look_up = LookUp::NotYet;
     bool in_lru = false;  // listed in idle_lru_ (exactly when `idle` is not empty), at `lru`
     std::list<std::string>::iterator lru;
@@ -232,6 +232,9 @@ class Queue {
   // this host serves; waiting_.end() if none.
   std::deque<std::string>::iterator waiting_on_host_locked(const WorkerSlot& slot, unsigned limit);
   void push_pending_locked(Job job, bool front);
+  // Pending, but not listed in waiting_: no worker may take it until its destination's MX
+  // look-up is over (looked_up places it again).
+  void hold_locked(Job job);
   Destination& dest_locked(const std::string& name) { return dests_[name]; }
   void forget_if_idle_locked(const std::string& name);
 

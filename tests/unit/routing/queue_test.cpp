@@ -377,6 +377,34 @@ TEST_F(DestinationTest, ANewDomainWaitsForItsMxHostsThenSharesAnIdleConnectionTo
   EXPECT_EQ(c1.job->destination, "c.test");
 }
 
+TEST_F(DestinationTest, AJobHeldForItsLookUpIsNotTakenByAWorkerStartedForAnother) {
+  Queue q(cfg(5, 5, 5), log, loops);
+  int spawned = 0;
+  q.set_spawner([&](Queue&, bool) { ++spawned; });
+  know("a.test", {"mx1"});
+  serve_known(q);
+  std::function<void()> looked_up;
+  q.set_look_up(
+      [&](const std::string&, std::function<void()> done) { looked_up = std::move(done); });
+  q.submit(job("b.test"));  // held: no worker for it yet
+  q.submit(job("a.test"));  // known: a worker starts for it
+  EXPECT_EQ(spawned, 1);
+  // The worker started for a.test takes a.test's job, though b.test's waited longer. Taking
+  // b.test's would leave a.test's with no worker started for it (in `latency`, for a second).
+  WorkerSlot w = slot();
+  auto j = q.next_job(w, false);
+  ASSERT_TRUE(j.job);
+  EXPECT_EQ(j.job->destination, "a.test");
+  // The look-up over, b.test's job gets a worker of its own.
+  know("b.test", {"mx2"});
+  looked_up();
+  EXPECT_EQ(spawned, 2);
+  WorkerSlot w2 = slot();
+  auto k = q.next_job(w2, false);
+  ASSERT_TRUE(k.job);
+  EXPECT_EQ(k.job->destination, "b.test");
+}
+
 class SameServerTest : public DestinationTest {
  protected:
   void use_known(Queue& q) {
