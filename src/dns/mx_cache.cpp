@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <optional>
 
 namespace mma::dns {
 namespace {
@@ -99,34 +100,108 @@ net::Task<RouteRef> MxCache::route(std::string domain) {
   co_return r;
 }
 
-net::Task<void> MxCache::addresses(const std::string& name, std::vector<std::string>& out,
-                                   std::uint32_t& ttl, Answer::Status& status, std::string& error) {
-  Answer a, aaaa;
-  if (opts_.ipv6) {
-    std::tie(a, aaaa) =
-        co_await (resolver_.query(name, RrType::A) && resolver_.query(name, RrType::Aaaa));
-  } else {
-    a = co_await resolver_.query(name, RrType::A);
-    aaaa.status = Answer::Status::NoData;
-  }
-  for (const Answer* ans : {&a, &aaaa}) {
-    if (ans->status == Answer::Status::Ok) {
-      ttl = std::min(ttl, ans->ttl);
-      for (const auto& rd : ans->rdata) {
-        std::string ip = ip_text(rd);
-        if (!ip.empty()) out.push_back(std::move(ip));
+net::Task<MxCache::HostAddresses> MxCache::ask_addresses(const std::string& name) {
+  HostAddresses h;
+  const auto now = Clock::now();
+  std::uint32_t ttl = 86400;
+  try {
+    Answer a, aaaa;
+    if (opts_.ipv6) {
+      std::tie(a, aaaa) =
+          co_await (resolver_.query(name, RrType::A) && resolver_.query(name, RrType::Aaaa));
+    } else {
+      a = co_await resolver_.query(name, RrType::A);
+      aaaa.status = Answer::Status::NoData;
+    }
+    for (const Answer* ans : {&a, &aaaa}) {
+      if (ans->status == Answer::Status::Ok) {
+        ttl = std::min(ttl, ans->ttl);
+        for (const auto& rd : ans->rdata) {
+          std::string ip = ip_text(rd);
+          if (!ip.empty()) h.ips.push_back(std::move(ip));
+        }
       }
     }
+    // The worst of the two tells why there is no address.
+    if (a.status == Answer::Status::Failed || aaaa.status == Answer::Status::Failed) {
+      h.status = Answer::Status::Failed;
+      h.error = a.status == Answer::Status::Failed ? a.error : aaaa.error;
+    } else if (a.status == Answer::Status::NxDomain) {
+      h.status = Answer::Status::NxDomain;
+    } else {
+      h.status = h.ips.empty() ? Answer::Status::NoData : Answer::Status::Ok;
+    }
+  } catch (const std::exception& e) {
+    h.ips.clear();
+    h.status = Answer::Status::Failed;
+    h.error = e.what();
   }
-  // The worst of the two tells why there is no address.
-  if (a.status == Answer::Status::Failed || aaaa.status == Answer::Status::Failed) {
-    status = Answer::Status::Failed;
-    error = a.status == Answer::Status::Failed ? a.error : aaaa.error;
-  } else if (a.status == Answer::Status::NxDomain) {
-    status = Answer::Status::NxDomain;
-  } else {
-    status = out.empty() ? Answer::Status::NoData : Answer::Status::Ok;
+  // A failure, kept briefly, still answers the exchanger's other domains asking at once.
+  h.expires = now + (h.status == Answer::Status::Failed ? opts_.failure_ttl
+                     : h.status == Answer::Status::Ok
+                         ? std::clamp(std::chrono::milliseconds(std::int64_t{ttl} * 1000),
+                                      opts_.min_ttl, opts_.max_ttl)
+                         : opts_.negative_ttl);
+  co_return h;
+}
+
+void MxCache::store_host(const std::string& name, HostAddresses h) {
+  if (hosts_.size() >= opts_.capacity && hosts_.find(name) == hosts_.end()) {
+    const auto now = Clock::now();
+    std::erase_if(hosts_, [&](const auto& kv) { return kv.second.expires <= now; });
+    if (hosts_.size() >= opts_.capacity) hosts_.erase(hosts_.begin());
   }
+  hosts_[name] = std::move(h);
+}
+
+net::Task<void> MxCache::addresses(const std::string& name, std::vector<std::string>& out,
+                                   std::uint32_t& ttl, Answer::Status& status, std::string& error) {
+  const asio::any_io_executor ex = co_await asio::this_coro::executor;
+  std::optional<HostAddresses> cached;
+  std::shared_ptr<net::Wakeup> wait;
+  bool asking = false;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = hosts_.find(name); it != hosts_.end() && it->second.expires > Clock::now()) {
+      ++stats_.host_hits;
+      cached = it->second;
+    } else if (auto f = hosts_in_flight_.find(name); f != hosts_in_flight_.end()) {
+      // Another domain with this exchanger is asking already: its answer serves both.
+      ++stats_.host_hits;
+      wait = std::make_shared<net::Wakeup>(ex);
+      f->second.push_back(wait);
+    } else {
+      hosts_in_flight_.emplace(name, std::vector<std::shared_ptr<net::Wakeup>>{});
+      asking = true;
+    }
+  }
+  if (wait) {
+    co_await wait->wait(std::chrono::steady_clock::duration::max());
+    std::lock_guard lock(mu_);
+    if (auto it = hosts_.find(name); it != hosts_.end()) cached = it->second;
+  }
+  if (!cached) {
+    // Not asked for before, or evicted as we waited: ask (and share the answer if we said so).
+    cached = co_await ask_addresses(name);
+    std::vector<std::shared_ptr<net::Wakeup>> waiters;
+    {
+      std::lock_guard lock(mu_);
+      store_host(name, *cached);
+      if (auto f = hosts_in_flight_.find(name); asking && f != hosts_in_flight_.end()) {
+        waiters.swap(f->second);
+        hosts_in_flight_.erase(f);
+      }
+    }
+    for (auto& w : waiters) w->notify();
+  }
+  const auto left =
+      std::chrono::duration_cast<std::chrono::seconds>(cached->expires - Clock::now());
+  if (cached->status == Answer::Status::Ok)
+    ttl = std::min<std::uint32_t>(
+        ttl, static_cast<std::uint32_t>(std::max<std::int64_t>(left.count(), 0)));
+  for (const auto& ip : cached->ips) out.push_back(ip);
+  status = cached->status;
+  error = cached->error;
 }
 
 net::Task<RouteRef> MxCache::resolve(const std::string& domain) {

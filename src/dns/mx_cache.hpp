@@ -5,7 +5,9 @@
 // exchangers; no MX: the domain's own addresses (implicit MX); null MX (RFC 7505) and NXDOMAIN:
 // permanent; SERVFAIL and time-outs: temporary. Answers are kept for their TTL clamped to
 // [min_ttl, max_ttl], negative ones briefly; the cache is bounded with LRU eviction; concurrent
-// look-ups of one domain become one query (the patent's q_dnsip). Thread-safe.
+// look-ups of one domain become one query (the patent's q_dnsip). The addresses of each mail
+// exchanger are cached too, on their own TTL: a provider's MX hosts serve thousands of domains,
+// and each new one then costs one query (its MX), not one per exchanger as well. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -38,6 +40,7 @@ struct MxCacheOptions {
 
 struct MxCacheStats {
   std::uint64_t hits = 0, misses = 0, merged = 0, evicted = 0;
+  std::uint64_t host_hits = 0;  // an exchanger's addresses found cached (or being asked for)
   std::size_t size = 0;
 };
 
@@ -58,6 +61,15 @@ class MxCache {
   net::Task<void> addresses(const std::string& name, std::vector<std::string>& out,
                             std::uint32_t& ttl, Answer::Status& status, std::string& error);
   void store(const std::string& domain, const RouteRef& route);
+  // One exchanger's A (and AAAA) answers, as addresses() reports them.
+  struct HostAddresses {
+    std::vector<std::string> ips;
+    Answer::Status status = Answer::Status::Ok;
+    std::string error;
+    std::chrono::steady_clock::time_point expires;
+  };
+  net::Task<HostAddresses> ask_addresses(const std::string& name);
+  void store_host(const std::string& name, HostAddresses h);
 
   Resolver& resolver_;
   const MxCacheOptions opts_;
@@ -69,6 +81,8 @@ class MxCache {
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> lru_;  // most recent first
   std::unordered_map<std::string, std::vector<std::shared_ptr<net::Wakeup>>> in_flight_;
+  std::unordered_map<std::string, HostAddresses> hosts_;  // exchanger name -> its addresses
+  std::unordered_map<std::string, std::vector<std::shared_ptr<net::Wakeup>>> hosts_in_flight_;
   std::mt19937 rng_{std::random_device{}()};
   MxCacheStats stats_;
 };

@@ -146,6 +146,65 @@ TEST_F(MxCacheTest, CachesForTheTtlAndMergesConcurrentLookups) {
   EXPECT_EQ(zone.queries(), 4);  // expired: asked again
 }
 
+TEST_F(MxCacheTest, AnExchangerSharedByDomainsIsAskedForOnceWhileItsAddressesLast) {
+  // Three domains hosted by one provider: its exchanger's addresses are asked for once, even
+  // by look-ups under way at the same time; each domain costs its MX query alone.
+  for (const char* d : {"a.test", "b.test", "c.test"})
+    zone.add(d, RrType::Mx, ok({mx_rdata(10, "mx.provider.test")}, 300));
+  zone.add("mx.provider.test", RrType::A, ok({a("127.0.0.7")}, 0));
+  zone.delay = std::chrono::milliseconds(20);
+  MxCacheOptions o = opts();
+  o.ipv6 = false;
+  o.min_ttl = std::chrono::milliseconds(100);
+  o.max_ttl = std::chrono::milliseconds(100'000);
+  MxCache cache(zone, o);
+  RouteRef ra, rb;
+  auto get = [](MxCache& c, std::string d, RouteRef& r) -> net::Task<void> {
+    r = co_await c.route(d);
+  };
+  asio::co_spawn(ctx, get(cache, "a.test", ra), asio::detached);
+  asio::co_spawn(ctx, get(cache, "b.test", rb), asio::detached);
+  ctx.run();
+  ctx.restart();
+  ASSERT_EQ(ra->status, Route::Status::Ok);
+  ASSERT_EQ(rb->status, Route::Status::Ok);
+  EXPECT_EQ(rb->hosts.at(0).endpoint.host, "127.0.0.7");
+  EXPECT_EQ(zone.queries(), 3);  // two MX, one A
+  auto rc = lookup(cache, "c.test");
+  ASSERT_EQ(rc->status, Route::Status::Ok);
+  EXPECT_EQ(rc->hosts.at(0).endpoint.host, "127.0.0.7");
+  EXPECT_EQ(zone.queries(), 4);  // its MX only
+  EXPECT_EQ(cache.stats().host_hits, 2u);
+  // A route lasts no longer than the addresses it was made of: A's TTL (0, clamped up to
+  // min_ttl) bounds it, not the MX's 300 s.
+  EXPECT_LE(rc->expires, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  zone.add("d.test", RrType::Mx, ok({mx_rdata(10, "mx.provider.test")}));
+  lookup(cache, "d.test");
+  EXPECT_EQ(zone.queries(), 6);  // the exchanger's addresses expired: asked for again
+}
+
+TEST_F(MxCacheTest, AFailedExchangerLookUpIsRememberedOnlyBriefly) {
+  zone.add("a.test", RrType::Mx, ok({mx_rdata(10, "mx.down.test")}));
+  zone.add("b.test", RrType::Mx, ok({mx_rdata(10, "mx.down.test")}));
+  zone.add("mx.down.test", RrType::A, Answer{Answer::Status::Failed, {}, 0, false, "SERVFAIL"});
+  MxCacheOptions o = opts();
+  o.ipv6 = false;
+  o.failure_ttl = std::chrono::milliseconds(50);
+  MxCache cache(zone, o);
+  auto r = lookup(cache, "a.test");
+  EXPECT_EQ(r->status, Route::Status::Temporary);
+  EXPECT_NE(r->error.text.find("SERVFAIL"), std::string::npos) << r->error.text;
+  lookup(cache, "b.test");
+  EXPECT_EQ(zone.queries(), 3);  // b's MX; the exchanger's failure is still fresh
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  zone.add("mx.down.test", RrType::A, ok({a("127.0.0.8")}));
+  zone.add("c.test", RrType::Mx, ok({mx_rdata(10, "mx.down.test")}));
+  auto c = lookup(cache, "c.test");
+  ASSERT_EQ(c->status, Route::Status::Ok);
+  EXPECT_EQ(zone.queries(), 5);
+}
+
 TEST_F(MxCacheTest, BoundedWithLeastRecentlyUsedEviction) {
   for (const char* d : {"a.test", "b.test", "c.test"}) {
     zone.add(d, RrType::Mx, ok({mx_rdata(10, std::string("mx.") + d)}));
