@@ -23,8 +23,9 @@ std::size_t DataReader::feed(std::string_view in) {
       if (line_len_ == 0) first_ = start[0];
       last_ = start[chunk - 1];
       line_len_ += chunk;
-      // The limit counts text bytes; a CR that may be the line's end is allowed on top.
-      if (line_len_ > limits_.max_line + 1) line_too_long_ = true;
+      // The limit counts text bytes; a CR that may be the line's end is allowed on top, and so
+      // is a leading dot, which may be the one transparency added (RFC 5321 §4.5.3.1.6).
+      if (line_len_ > limits_.max_line + 1 + (first_ == '.' ? 1 : 0)) line_too_long_ = true;
       if (storing()) out_.append(start, chunk);
     }
     pos += chunk;
@@ -49,7 +50,7 @@ void DataReader::end_line(bool cr) {
     return;
   }
   const std::size_t text = cr ? line_len_ - 1 : line_len_;
-  if (text > limits_.max_line) line_too_long_ = true;
+  if (text > limits_.max_line + (first_ == '.' ? 1 : 0)) line_too_long_ = true;
   // RFC 1870 size: un-stuffed text plus CRLF.
   size_ += text + 2 - (text > 0 && first_ == '.' ? 1 : 0);
   if (limits_.max_size != 0 && size_ > limits_.max_size) too_big_ = true;

@@ -30,6 +30,9 @@ def test_bdat_and_data_deliver_the_same_bytes(sink, serve, tmp_path):
         "dots": ".leading dot\r\n..two\r\n.\r\nline\r\n\r\n.\r\n",
         "no-final-crlf": "the last line has no CRLF",
         "big": "".join(f"line {i} .{'x' * 70}\r\n.{i}\r\n" for i in range(30000)),  # > 1 MB blocks
+        # 998 octets, the most a line may have: 999 on the wire by DATA, as the dot added for
+        # transparency does not count (RFC 5321 4.5.3.1.6).
+        "longest-dotted": "." + "y" * 997 + "\r\nafter\r\n",
     }
     with smtplib.SMTP("127.0.0.1", port) as c:
         for name, body in texts.items():
@@ -37,9 +40,9 @@ def test_bdat_and_data_deliver_the_same_bytes(sink, serve, tmp_path):
             c.sendmail("a@b.test", [f"u@chunked.test", f"u@plain.test"], msg.encode())
     finals = srv.wait_finals(2 * len(texts))
     assert all(e["event"] == "delivered" for e in finals), finals
-    wait_until(lambda: chunked.counts()["messages"] == 3 and plain.counts()["messages"] == 3,
-               what="both sinks to hold the three messages")
-    assert chunked.counts()["messages_by_bdat"] == 3  # CHUNKING offered: BDAT used
+    wait_until(lambda: chunked.counts()["messages"] == 4 and plain.counts()["messages"] == 4,
+               what="both sinks to hold the four messages")
+    assert chunked.counts()["messages_by_bdat"] == 4  # CHUNKING offered: BDAT used
     assert plain.counts()["messages_by_bdat"] == 0  # not offered: DATA
     by_bdat, by_data = bodies(chunked), bodies(plain)
     for name, body in texts.items():
@@ -53,8 +56,8 @@ def test_bdat_and_data_deliver_the_same_bytes(sink, serve, tmp_path):
     with smtplib.SMTP("127.0.0.1", port2) as c:
         c.sendmail("a@b.test", ["f@chunked.test"], f"Message-ID: <filed@x>\r\n\r\n{texts['big']}".encode())
     assert srv2.wait_finals(1)[0]["event"] == "delivered"
-    wait_until(lambda: chunked.counts()["messages"] == 4, what="the filed message")
-    assert chunked.counts()["messages_by_bdat"] == 3
+    wait_until(lambda: chunked.counts()["messages"] == 5, what="the filed message")
+    assert chunked.counts()["messages_by_bdat"] == 4
     assert bodies(chunked)["<filed@x>"] == texts["big"].encode()
 
 

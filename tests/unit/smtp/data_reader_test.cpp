@@ -82,6 +82,22 @@ TEST(DataReader, LineTooLong) {
   EXPECT_TRUE(bad.done);
 }
 
+// RFC 5321 §4.5.3.1.6: 1000 octets with the CRLF, "not counting the leading dot duplicated for
+// transparency". A 998-octet line that starts with "." is 999 on the wire, whatever the chunking.
+TEST(DataReader, TheDotAddedForTransparencyDoesNotCountInTheLineLimit) {
+  const std::string dotted = "." + std::string(998, '.');  // 998 dots, stuffed
+  for (std::size_t chunk : {std::size_t{1}, std::size_t{7}, std::size_t{1'000'000}}) {
+    const auto ok = read_all(dotted + "\r\n.\r\n", {}, chunk);
+    EXPECT_FALSE(ok.too_long) << chunk;
+    EXPECT_EQ(ok.wire, dotted + "\r\n");
+    EXPECT_EQ(ok.size, 1000u);
+    const auto bad = read_all("." + dotted + "\r\n.\r\n", {}, chunk);  // 999 text octets
+    EXPECT_TRUE(bad.too_long) << chunk;
+    // Without a leading dot, nothing is added on top.
+    EXPECT_TRUE(read_all(std::string(999, 'x') + "\r\n.\r\n", {}, chunk).too_long) << chunk;
+  }
+}
+
 TEST(DataReader, NeedsMoreWithoutTerminator) {
   const auto r = read_all("abc\r\n.");
   EXPECT_FALSE(r.done);
