@@ -132,6 +132,20 @@ net::Task<bool> SmtpClient::send_chunk(std::string_view commands,
   co_return co_await write_block(block, timeout);
 }
 
+net::Task<void> SmtpClient::read_replies_left(smtp::ClientTransaction& tx, milliseconds timeout) {
+  // A server that refuses MAIL (or every RCPT) may close at once, before the chunk behind them
+  // is written, as a big one cannot be: its refusal is then in our receive buffer, still
+  // readable after the reset. Read, a 5xx bounces the message instead of retrying it.
+  if (deadline_.expired() || !stream_) co_return;  // timed out: the server is not talking
+  const std::string why = error_;
+  while (tx.step() == smtp::ClientTransaction::Step::Read) {
+    auto reply = co_await read_reply(timeout);
+    if (!reply) break;
+    tx.on_reply(*reply);
+  }
+  error_ = why;
+}
+
 net::Task<bool> SmtpClient::write_block(std::span<const asio::const_buffer> bufs,
                                         milliseconds timeout) {
   deadline_.arm(timeout);
@@ -298,6 +312,7 @@ net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput i
           out.fault = !sent;
           out.body_sent = sent;
           tx.body_sent();
+          if (!sent) co_await read_replies_left(tx, t.command);
           break;
         }
         const bool sent = co_await send(commands, t.command);

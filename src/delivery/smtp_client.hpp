@@ -101,6 +101,8 @@ class SmtpClient {
   // pipelining, a whole transaction in one write.
   net::Task<bool> send_chunk(std::string_view commands, const smtp::UnstuffedBody& content,
                              std::chrono::milliseconds timeout);
+  // After a write failed because the server hung up: the replies it sent before, if any.
+  net::Task<void> read_replies_left(smtp::ClientTransaction& tx, std::chrono::milliseconds timeout);
   net::Task<bool> hello(const std::string& helo_name, bool lmtp, const config::Timeouts& t);
 
   net::Deadline deadline_;

@@ -3,6 +3,7 @@ so the whole transaction goes in one write with no wait for a 354; the simulated
 BDAT as the big mailbox providers do. The content must arrive exactly as by DATA."""
 import smtplib
 import socket
+import threading
 import time
 
 from harness import free_port, listener, recv_until, reply_codes, smtp_session, wait_until
@@ -187,3 +188,40 @@ def test_chunking_can_be_turned_off_on_each_side(sink, serve):
     assert srv.wait_finals(1)[0]["event"] == "delivered"
     wait_until(lambda: s.counts()["messages"] == 1, what="the message")
     assert s.counts()["messages_by_bdat"] == 0  # ... and the queue does not use the sink's
+
+
+def test_a_refusal_sent_before_the_server_hung_up_is_read_though_the_chunk_write_failed(serve):
+    """A server that refuses MAIL may close at once, before the chunk pipelined behind it is
+    written (a big one cannot be): its 550 is still read, and the message bounces with it instead
+    of waiting for retries as if the connection had merely broken."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    said = []
+
+    def refuser():
+        conn, _ = lsock.accept()
+        with conn:
+            conn.sendall(b"220 refuser.test ESMTP\r\n")
+            f = conn.makefile("rb")
+            said.append(f.readline())  # EHLO
+            conn.sendall(b"250-refuser.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+            said.append(f.readline())  # MAIL
+            conn.sendall(b"550 5.7.1 not from you\r\n")
+        # Closed with the rest unread: the kernel answers mma's chunk with a reset.
+
+    t = threading.Thread(target=refuser, daemon=True)
+    t.start()
+    port = free_port()
+    srv = serve(listener(port, extra='max_message_size = "64M"') +
+                f'[[queue]]\nname = "general"\nmx = ["127.0.0.1:{lsock.getsockname()[1]}"]\n',
+                server_extra='memory_body_limit = "64M"')
+    body = b"Message-ID: <big@x>\r\n\r\n" + b"".join(b"%07d %s\r\n" % (i, b"z" * 90) for i in range(300000))
+    with smtplib.SMTP("127.0.0.1", port) as c:
+        c.sendmail("a@b.test", ["u@refused.test"], body)  # ~30 MB, more than the sockets hold
+    (final,) = srv.wait_finals(1)
+    t.join(5)
+    lsock.close()
+    assert said[1].startswith(b"MAIL FROM:<a@b.test>"), said
+    assert final["event"] == "bounced", final
+    assert "not from you" in final["reply"], final
