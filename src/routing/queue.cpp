@@ -240,6 +240,14 @@ std::deque<std::string>::iterator Queue::waiting_on_host_locked(const WorkerSlot
   return waiting_.end();
 }
 
+void Queue::release_throttled_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake) {
+  if (throttled_.empty()) return;
+  const std::size_t throttle = config()->throttle;
+  if (throttle != 0 && pending_ >= throttle) return;
+  wake.insert(wake.end(), throttled_.begin(), throttled_.end());
+  throttled_.clear();
+}
+
 void Queue::hold_locked(Job job) {
   dests_[job.destination].pending.push_back(std::move(job));
   ++pending_;
@@ -437,6 +445,9 @@ void Queue::looked_up(const std::string& destination) {
     pending_ -= held.size();
     const auto now = Clock::now();
     for (Job& job : held) place_locked(std::move(job), now, p);
+    // Held jobs count toward the throttle, and those handed straight to a parked worker never
+    // pass through next_job's check: the sessions they held back are let go here.
+    release_throttled_locked(p.wake);
   }
   carry_out(p);
 }
@@ -482,7 +493,7 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
     }
     if (!next.job) next.job = take_waiting_locked(slot);
     if (next.job) {
-      if (!throttled_.empty() && pending_ < config()->throttle) wake.swap(throttled_);
+      release_throttled_locked(wake);
     } else if (stopping_) {
       next.stop = true;
     } else if (!slot.parked) {
@@ -689,6 +700,7 @@ void Queue::complete(Job job, const std::vector<RecipientStatus>& statuses,
     retry.recipients.push_back(std::move(r));
   }
   std::vector<Job> down;
+  std::vector<std::shared_ptr<net::Wakeup>> wake;
   bool is_down = false;
   {
     std::lock_guard lock(mu_);
@@ -718,10 +730,12 @@ void Queue::complete(Job job, const std::vector<RecipientStatus>& statuses,
         d.pending.pop_front();
         --pending_;
       }
+      release_throttled_locked(wake);
     }
     is_down = d.down_until > now && !cut_off;
     forget_if_idle_locked(job.destination);
   }
+  for (auto& w : wake) w->notify();
   if (!resend.recipients.empty()) enqueue(std::move(resend), false);
   if (!retry.recipients.empty()) {
     if (is_down) {
@@ -790,6 +804,7 @@ void Queue::on_retry_timer() {
 
 std::size_t Queue::abandon(const std::string& why) {
   std::vector<Job> left;
+  std::vector<std::shared_ptr<net::Wakeup>> wake;
   {
     std::lock_guard lock(mu_);
     for (auto& [name, d] : dests_) {
@@ -801,7 +816,9 @@ std::size_t Queue::abandon(const std::string& why) {
     waiting_.clear();
     pending_ = retrying_ = 0;
     abandoned_ = why;
+    release_throttled_locked(wake);
   }
+  for (auto& w : wake) w->notify();
   std::size_t n = 0, kept = 0;
   const smtp::Reply reply = smtp::make_reply(451, "4.3.2", why);
   for (const Job& job : left) {

@@ -235,6 +235,8 @@ class Queue {
   // Pending, but not listed in waiting_: no worker may take it until its destination's MX
   // look-up is over (looked_up places it again).
   void hold_locked(Job job);
+  // The sessions held back by the throttle, into `wake`, once pending_ is under it again.
+  void release_throttled_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);
   Destination& dest_locked(const std::string& name) { return dests_[name]; }
   void forget_if_idle_locked(const std::string& name);
 

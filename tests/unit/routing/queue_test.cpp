@@ -405,6 +405,37 @@ TEST_F(DestinationTest, AJobHeldForItsLookUpIsNotTakenByAWorkerStartedForAnother
   EXPECT_EQ(k.job->destination, "b.test");
 }
 
+TEST_F(DestinationTest, SessionsHeldByTheThrottleGoOnWhenHeldJobsGoStraightToParkedWorkers) {
+  config::QueueSection c = cfg(5, 5, 5);
+  c.throttle = 2;
+  Queue q(c, log, loops);
+  q.set_spawner([](Queue&, bool) {});
+  serve_known(q);
+  std::vector<std::function<void()>> done;
+  q.set_look_up([&](const std::string&, std::function<void()> d) { done.push_back(std::move(d)); });
+  WorkerSlot w1 = slot(), w2 = slot();  // two workers parked with no connection
+  EXPECT_FALSE(q.next_job(w1, false).job);
+  EXPECT_FALSE(q.next_job(w2, false).job);
+  q.submit(job("a.test"));  // held for its look-up
+  q.submit(job("b.test"));
+  auto session = std::make_shared<net::Wakeup>(loops.main().get_executor());
+  EXPECT_FALSE(q.admit(session));  // two held jobs: at the throttle
+  know("a.test", {"mx1"});
+  know("b.test", {"mx2"});
+  for (auto& d : done) d();  // each job goes into a parked worker's inbox, not through pending
+  ASSERT_TRUE(w1.inbox || w2.inbox);
+  bool woken = false;
+  asio::co_spawn(
+      loops.main(),
+      [](std::shared_ptr<net::Wakeup> w, bool& flag) -> net::Task<void> {
+        flag = co_await w->wait(std::chrono::seconds(5));
+      }(session, woken),
+      asio::detached);
+  loops.main().run_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(woken);  // before: held back for good, with the queue empty
+  EXPECT_TRUE(q.admit(session));
+}
+
 class SameServerTest : public DestinationTest {
  protected:
   void use_known(Queue& q) {
