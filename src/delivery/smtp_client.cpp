@@ -136,10 +136,16 @@ net::Task<void> SmtpClient::read_replies_left(smtp::ClientTransaction& tx, milli
   // A server that refuses MAIL (or every RCPT) may close at once, before the chunk behind them
   // is written, as a big one cannot be: its refusal is then in our receive buffer, still
   // readable after the reset. Read, a 5xx bounces the message instead of retrying it.
-  if (deadline_.expired() || !stream_) co_return;  // timed out: the server is not talking
+  // Only when it hung up: a server that timed out, or a program that is still running, is
+  // still waiting for the rest of the chunk, and would answer nothing.
+  const bool hung_up =
+      write_error_ == asio::error::connection_reset || write_error_ == asio::error::broken_pipe;
+  if (!hung_up || deadline_.expired() || !stream_) co_return;
   const std::string why = error_;
+  // What it said is in the receive buffer already: no reason to wait long for it.
+  const milliseconds wait = std::min(timeout, milliseconds(5000));
   while (tx.step() == smtp::ClientTransaction::Step::Read) {
-    auto reply = co_await read_reply(timeout);
+    auto reply = co_await read_reply(wait);
     if (!reply) break;
     tx.on_reply(*reply);
   }
@@ -151,6 +157,7 @@ net::Task<bool> SmtpClient::write_block(std::span<const asio::const_buffer> bufs
   deadline_.arm(timeout);
   auto r = co_await stream_->write(bufs);
   deadline_.disarm();
+  write_error_ = r.ec;
   if (r.ec) {
     error_ = "writing the message to " + peer_ + ": " +
              (deadline_.expired() ? std::string("timed out") : r.ec.message());

@@ -112,6 +112,7 @@ class SmtpClient {
   smtp::ReplyParser parser_;
   smtp::Extensions ext_;
   std::string peer_;
+  std::error_code write_error_;  // of the last block written
   std::string error_;
   std::string tls_;
   bool tls_failed_ = false;

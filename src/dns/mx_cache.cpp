@@ -146,12 +146,16 @@ net::Task<MxCache::HostAddresses> MxCache::ask_addresses(const std::string& name
 }
 
 void MxCache::store_host(const std::string& name, HostAddresses h) {
-  if (hosts_.size() >= opts_.capacity && hosts_.find(name) == hosts_.end()) {
-    const auto now = Clock::now();
-    std::erase_if(hosts_, [&](const auto& kv) { return kv.second.expires <= now; });
-    if (hosts_.size() >= opts_.capacity) hosts_.erase(hosts_.begin());
+  if (auto it = hosts_.find(name); it != hosts_.end()) {
+    hosts_lru_.erase(it->second.lru);
+    hosts_.erase(it);
   }
-  hosts_[name] = std::move(h);
+  hosts_lru_.push_front(name);
+  hosts_.emplace(name, HostEntry{std::move(h), hosts_lru_.begin()});
+  while (hosts_.size() > opts_.capacity) {
+    hosts_.erase(hosts_lru_.back());
+    hosts_lru_.pop_back();
+  }
 }
 
 net::Task<void> MxCache::addresses(const std::string& name, std::vector<std::string>& out,
@@ -162,9 +166,11 @@ net::Task<void> MxCache::addresses(const std::string& name, std::vector<std::str
   bool asking = false;
   {
     std::lock_guard lock(mu_);
-    if (auto it = hosts_.find(name); it != hosts_.end() && it->second.expires > Clock::now()) {
+    if (auto it = hosts_.find(name);
+        it != hosts_.end() && it->second.addresses.expires > Clock::now()) {
       ++stats_.host_hits;
-      cached = it->second;
+      hosts_lru_.splice(hosts_lru_.begin(), hosts_lru_, it->second.lru);
+      cached = it->second.addresses;
     } else if (auto f = hosts_in_flight_.find(name); f != hosts_in_flight_.end()) {
       // Another domain with this exchanger is asking already: its answer serves both.
       ++stats_.host_hits;
@@ -178,21 +184,31 @@ net::Task<void> MxCache::addresses(const std::string& name, std::vector<std::str
   if (wait) {
     co_await wait->wait(std::chrono::steady_clock::duration::max());
     std::lock_guard lock(mu_);
-    if (auto it = hosts_.find(name); it != hosts_.end()) cached = it->second;
+    if (auto it = hosts_.find(name); it != hosts_.end()) cached = it->second.addresses;
   }
   if (!cached) {
-    // Not asked for before, or evicted as we waited: ask (and share the answer if we said so).
-    cached = co_await ask_addresses(name);
-    std::vector<std::shared_ptr<net::Wakeup>> waiters;
-    {
-      std::lock_guard lock(mu_);
-      store_host(name, *cached);
-      if (auto f = hosts_in_flight_.find(name); asking && f != hosts_in_flight_.end()) {
-        waiters.swap(f->second);
-        hosts_in_flight_.erase(f);
+    // Not asked for before, or evicted as we waited: ask. Whatever becomes of this frame, the
+    // look-ups waiting on ours are told (and ask themselves if nothing was stored).
+    struct Release {
+      MxCache& cache;
+      const std::string& name;
+      bool asking;
+      ~Release() {
+        if (!asking) return;
+        std::vector<std::shared_ptr<net::Wakeup>> waiters;
+        {
+          std::lock_guard lock(cache.mu_);
+          if (auto f = cache.hosts_in_flight_.find(name); f != cache.hosts_in_flight_.end()) {
+            waiters.swap(f->second);
+            cache.hosts_in_flight_.erase(f);
+          }
+        }
+        for (auto& w : waiters) w->notify();
       }
-    }
-    for (auto& w : waiters) w->notify();
+    } release{*this, name, asking};
+    cached = co_await ask_addresses(name);
+    std::lock_guard lock(mu_);
+    store_host(name, *cached);
   }
   const auto left =
       std::chrono::duration_cast<std::chrono::seconds>(cached->expires - Clock::now());
@@ -303,6 +319,8 @@ net::Task<RouteRef> MxCache::resolve(const std::string& domain) {
   }
   r->status = Route::Status::Ok;
   r->expires = now + clamp(ttl);
+  // An exchanger left out for a failed look-up is asked for again soon, not at the TTL.
+  if (any_temporary) r->expires = std::min(r->expires, now + opts_.failure_ttl);
   settle(*r);
   co_return r;
 }

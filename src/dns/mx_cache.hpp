@@ -54,7 +54,8 @@ class MxCache {
   // The cached route for `domain` if there is a fresh one, without asking anybody; null if not.
   [[nodiscard]] RouteRef peek(const std::string& domain) const;
 
-  // Exposed for queues with `resolve = true`: a look-up that bypasses the cache.
+  // Exposed for queues with `resolve = true`: a look-up that bypasses the cache of domains (an
+  // exchanger's addresses still come from theirs, within their TTL).
   net::Task<RouteRef> resolve(const std::string& domain);
 
  private:
@@ -81,7 +82,12 @@ class MxCache {
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> lru_;  // most recent first
   std::unordered_map<std::string, std::vector<std::shared_ptr<net::Wakeup>>> in_flight_;
-  std::unordered_map<std::string, HostAddresses> hosts_;  // exchanger name -> its addresses
+  struct HostEntry {
+    HostAddresses addresses;
+    std::list<std::string>::iterator lru;
+  };
+  std::unordered_map<std::string, HostEntry> hosts_;  // exchanger name -> its addresses
+  std::list<std::string> hosts_lru_;                  // most recent first
   std::unordered_map<std::string, std::vector<std::shared_ptr<net::Wakeup>>> hosts_in_flight_;
   std::mt19937 rng_{std::random_device{}()};
   MxCacheStats stats_;

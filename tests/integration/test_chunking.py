@@ -208,6 +208,7 @@ def test_a_refusal_sent_before_the_server_hung_up_is_read_though_the_chunk_write
             conn.sendall(b"250-refuser.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
             said.append(f.readline())  # MAIL
             conn.sendall(b"550 5.7.1 not from you\r\n")
+            f.close()
         # Closed with the rest unread: the kernel answers mma's chunk with a reset.
 
     t = threading.Thread(target=refuser, daemon=True)

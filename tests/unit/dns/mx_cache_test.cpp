@@ -203,6 +203,16 @@ TEST_F(MxCacheTest, AFailedExchangerLookUpIsRememberedOnlyBriefly) {
   auto c = lookup(cache, "c.test");
   ASSERT_EQ(c->status, Route::Status::Ok);
   EXPECT_EQ(zone.queries(), 5);
+
+  // A route that left out an exchanger whose look-up failed lasts as a failure does: that
+  // exchanger is asked for again soon, not at the MX's TTL.
+  zone.add("d.test", RrType::Mx, ok({mx_rdata(10, "mx.up.test"), mx_rdata(20, "mx.flaky.test")}));
+  zone.add("mx.up.test", RrType::A, ok({a("127.0.0.9")}));
+  zone.add("mx.flaky.test", RrType::A, Answer{Answer::Status::Failed, {}, 0, false, "SERVFAIL"});
+  auto d = lookup(cache, "d.test");
+  ASSERT_EQ(d->status, Route::Status::Ok);
+  EXPECT_EQ(d->hosts.size(), 1u);
+  EXPECT_LE(d->expires, std::chrono::steady_clock::now() + o.failure_ttl);
 }
 
 TEST_F(MxCacheTest, BoundedWithLeastRecentlyUsedEviction) {
