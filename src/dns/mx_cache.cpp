@@ -77,27 +77,35 @@ net::Task<RouteRef> MxCache::route(std::string domain) {
     // Evicted already (a tiny cache under load): ask ourselves.
   }
   RouteRef r;
-  try {
-    r = co_await resolve(domain);
-  } catch (const std::exception& e) {
-    auto failed = std::make_shared<Route>();
-    failed->status = Route::Status::Temporary;
-    failed->error =
-        smtp::make_reply(451, "4.4.3", "DNS look-up of " + domain + " failed: " + e.what());
-    failed->expires = Clock::now() + opts_.failure_ttl;
-    r = failed;
-  }
-  std::vector<std::shared_ptr<net::Wakeup>> waiters;
   {
+    const InFlightRelease release{*this, in_flight_, domain, true};
+    try {
+      r = co_await resolve(domain);
+    } catch (const std::exception& e) {
+      auto failed = std::make_shared<Route>();
+      failed->status = Route::Status::Temporary;
+      failed->error =
+          smtp::make_reply(451, "4.4.3", "DNS look-up of " + domain + " failed: " + e.what());
+      failed->expires = Clock::now() + opts_.failure_ttl;
+      r = failed;
+    }
     std::lock_guard lock(mu_);
     store(domain, r);
-    if (auto f = in_flight_.find(domain); f != in_flight_.end()) {
+  }
+  co_return r;
+}
+
+MxCache::InFlightRelease::~InFlightRelease() {
+  if (!active) return;
+  std::vector<std::shared_ptr<net::Wakeup>> waiters;
+  {
+    std::lock_guard lock(cache.mu_);
+    if (auto f = map.find(name); f != map.end()) {
       waiters.swap(f->second);
-      in_flight_.erase(f);
+      map.erase(f);
     }
   }
   for (auto& w : waiters) w->notify();
-  co_return r;
 }
 
 net::Task<MxCache::HostAddresses> MxCache::ask_addresses(const std::string& name) {
@@ -187,25 +195,8 @@ net::Task<void> MxCache::addresses(const std::string& name, std::vector<std::str
     if (auto it = hosts_.find(name); it != hosts_.end()) cached = it->second.addresses;
   }
   if (!cached) {
-    // Not asked for before, or evicted as we waited: ask. Whatever becomes of this frame, the
-    // look-ups waiting on ours are told (and ask themselves if nothing was stored).
-    struct Release {
-      MxCache& cache;
-      const std::string& name;
-      bool asking;
-      ~Release() {
-        if (!asking) return;
-        std::vector<std::shared_ptr<net::Wakeup>> waiters;
-        {
-          std::lock_guard lock(cache.mu_);
-          if (auto f = cache.hosts_in_flight_.find(name); f != cache.hosts_in_flight_.end()) {
-            waiters.swap(f->second);
-            cache.hosts_in_flight_.erase(f);
-          }
-        }
-        for (auto& w : waiters) w->notify();
-      }
-    } release{*this, name, asking};
+    // Not asked for before, or evicted as we waited: ask (and tell the others, see the type).
+    const InFlightRelease release{*this, hosts_in_flight_, name, asking};
     cached = co_await ask_addresses(name);
     std::lock_guard lock(mu_);
     store_host(name, *cached);

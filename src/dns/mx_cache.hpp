@@ -72,6 +72,17 @@ class MxCache {
   net::Task<HostAddresses> ask_addresses(const std::string& name);
   void store_host(const std::string& name, HostAddresses h);
 
+  using Waiters = std::unordered_map<std::string, std::vector<std::shared_ptr<net::Wakeup>>>;
+  // Ends a look-up under way: erases `name` from `map` and wakes whoever waits on it, however
+  // the asking coroutine ends (they find the answer stored, or ask themselves).
+  struct InFlightRelease {
+    MxCache& cache;
+    Waiters& map;
+    const std::string& name;
+    bool active;
+    ~InFlightRelease();
+  };
+
   Resolver& resolver_;
   const MxCacheOptions opts_;
   mutable std::mutex mu_;
@@ -81,14 +92,14 @@ class MxCache {
   };
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> lru_;  // most recent first
-  std::unordered_map<std::string, std::vector<std::shared_ptr<net::Wakeup>>> in_flight_;
+  Waiters in_flight_;
   struct HostEntry {
     HostAddresses addresses;
     std::list<std::string>::iterator lru;
   };
   std::unordered_map<std::string, HostEntry> hosts_;  // exchanger name -> its addresses
   std::list<std::string> hosts_lru_;                  // most recent first
-  std::unordered_map<std::string, std::vector<std::shared_ptr<net::Wakeup>>> hosts_in_flight_;
+  Waiters hosts_in_flight_;
   std::mt19937 rng_{std::random_device{}()};
   MxCacheStats stats_;
 };
