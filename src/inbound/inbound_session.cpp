@@ -12,6 +12,8 @@
 namespace mma::inbound {
 namespace {
 
+constexpr const char* kTooBig = "Message size exceeds fixed maximum message size";
+
 using namespace asio::experimental::awaitable_operators;
 using std::chrono::milliseconds;
 
@@ -260,7 +262,10 @@ net::Task<bool> InboundSession::read_chunk(const smtp::Reply& r) {
     left -= n;
   }
   if (!chunk.accepted || !chunk.last) {
-    reply(r);
+    // Past the size limit, a chunk is refused as it comes (RFC 3030 §2: the client then sends
+    // no more); the transaction ends, refused alike, at its last chunk or an RSET.
+    const bool too_big = chunk.accepted && chunks_->data().too_big();
+    reply(too_big ? smtp::make_reply(552, "5.3.4", kTooBig) : r);
     co_return true;
   }
   chunks_->finish();
@@ -320,7 +325,7 @@ net::Task<void> InboundSession::finish_message() {
   };
   if (too_big_) {
     body_.reset();
-    reject(smtp::make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+    reject(smtp::make_reply(552, "5.3.4", kTooBig));
     co_return;
   }
   if (bare_cr_) {

@@ -276,7 +276,11 @@ net::Task<void> SinkSession::serve() {
         const bool read = co_await read_chunk(chunk);
         if (!read) co_return;
         if (!chunk.accepted || !chunk.last) {
-          smtp::append_reply(out_, resp.reply, proto_.enhanced());
+          // Past the size limit a chunk is refused as it comes (RFC 3030 §2), as mma serve does.
+          const bool too_big = chunk.accepted && chunks_->data().too_big();
+          smtp::append_reply(
+              out_, too_big ? smtp::make_reply(552, "5.3.4", "Message too big") : resp.reply,
+              proto_.enhanced());
           continue;
         }
         chunks_->finish();

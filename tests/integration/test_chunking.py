@@ -131,6 +131,29 @@ def test_mma_serve_refuses_bad_chunks_and_stays_in_step(sink, serve):
     assert srv.finals() == [] and s.counts()["messages"] == 0
 
 
+def test_a_chunk_past_the_size_limit_is_refused_as_it_comes(sink, serve):
+    """RFC 3030 §2: a server may refuse any chunk, and the client then sends no more. Past the
+    size limit, mma serve and mma sink say 552 to the chunk that crossed it (not 250 until the
+    last); a chunk already on its way gets 552 as well, and an RSET starts afresh."""
+    s = sink("--max-message-size", "1024")
+    port = free_port()
+    srv = serve(listener(port, extra='max_message_size = "1K"') +
+                f'[[queue]]\nname = "general"\nmx = ["{s.address}"]\n')
+    line = b"x" * 70 + b"\r\n"  # 72 octets
+    session = (b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@d1.test>\r\n"
+               b"BDAT 720\r\n" + line * 10 +  # 720 octets: within 1K
+               b"BDAT 720\r\n" + line * 10 +  # crosses it
+               b"BDAT 72 LAST\r\n" + line +  # pipelined before the 552 could be read
+               b"RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@d1.test>\r\nBDAT 72 LAST\r\n" + line +
+               b"QUIT\r\n")
+    host, sink_port = s.address.rsplit(":", 1)
+    for target in (port, int(sink_port)):
+        text = smtp_session(target, session)
+        assert reply_codes(text) == [220, 250, 250, 250, 250, 552, 552, 250, 250, 250, 250, 221], text
+    assert srv.wait_finals(1)[0]["event"] == "delivered"
+    wait_until(lambda: s.counts()["messages"] == 2, what="the two small messages")
+
+
 def test_lmtp_does_not_offer_chunking(sink, serve):
     s = sink()
     port = free_port()
