@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <ctime>
 
 #include "core/delivery_waiter.hpp"
@@ -20,6 +21,8 @@ using std::chrono::milliseconds;
 // RFC 5321 §4.5.3.1.4 says 512 octets; extensions may need more (RFC 1869 §4.1.2).
 constexpr std::size_t kMaxCommandLine = 1000;
 constexpr milliseconds kFinalWriteTimeout{10'000};
+constexpr milliseconds kLinger{2'000};
+constexpr std::size_t kLingerBytes = 1 << 20;
 // Past memory_body_limit, a body goes to its file in blocks of about this size.
 constexpr std::size_t kSpillBlock = 256 * 1024;
 
@@ -135,7 +138,8 @@ net::Task<void> InboundSession::serve() {
       reply(resp.reply);
       if (resp.next == smtp::Next::Close) {
         deadline_.arm(kFinalWriteTimeout);
-        co_await flush();
+        const bool flushed = co_await flush();
+        if (flushed) co_await linger();
         co_return;
       }
       if (resp.next == smtp::Next::ReadData) {
@@ -160,6 +164,22 @@ net::Task<void> InboundSession::serve() {
       co_return;
     }
   }
+}
+
+net::Task<void> InboundSession::linger() {
+  // Closing with input unread makes the kernel answer with a reset, and some stacks drop what
+  // they had received when one comes, our last reply with it. So the sending side is shut first
+  // (the client reads the reply, then end of file), and what the client still sends (the rest
+  // of a chunk, pipelined commands) is read and dropped: 2 s and 1 MB at most, as Apache does.
+  stream_->shutdown_send();
+  deadline_.arm(kLinger);
+  std::array<char, 8192> scratch;
+  for (std::size_t dropped = 0; dropped < kLingerBytes;) {
+    const auto r = co_await stream_->read_some(asio::buffer(scratch));
+    if (r.ec || r.bytes == 0) break;
+    dropped += r.bytes;
+  }
+  deadline_.disarm();
 }
 
 net::Task<bool> InboundSession::flush() {

@@ -68,6 +68,8 @@ class InboundSession : public std::enable_shared_from_this<InboundSession> {
   static net::Task<void> run(std::shared_ptr<InboundSession> self, std::function<void()> on_end);
   net::Task<void> serve();
   net::Task<bool> flush();
+  // After the last reply of a session the server ends: shut sending, drain the input a moment.
+  net::Task<void> linger();
   net::Task<bool> read_more(std::chrono::milliseconds timeout);
   net::Task<bool> read_data();
   // The octets that a BDAT announced (RFC 3030): kept if the chunk was accepted, else read and

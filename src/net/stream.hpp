@@ -29,6 +29,8 @@ class Stream {
   // Aborts pending operations; the stream stays usable (the watchdog's tool).
   virtual void cancel() = 0;
   virtual void close() = 0;
+  // Ends the sending direction only (the peer reads end of file), where the stream can.
+  virtual void shutdown_send() {}
   // "1.2.3.4:5678", "unix", "stdio": for logs.
   [[nodiscard]] virtual std::string peer() const = 0;
 
@@ -60,6 +62,10 @@ class SocketStream final : public Stream {
     std::error_code ignored;
     socket_.shutdown(Socket::shutdown_both, ignored);
     socket_.close(ignored);
+  }
+  void shutdown_send() override {
+    std::error_code ignored;
+    socket_.shutdown(Socket::shutdown_send, ignored);
   }
   // Asked once: a session names its peer in every Received header, and getpeername is a
   // syscall. The peer of a connected socket never changes.

@@ -154,6 +154,29 @@ def test_a_chunk_past_the_size_limit_is_refused_as_it_comes(sink, serve):
     wait_until(lambda: s.counts()["messages"] == 2, what="the two small messages")
 
 
+def test_mma_serve_ends_a_session_cleanly_with_input_still_coming(sink, serve):
+    """A session mma serve ends (here: a BDAT whose size cannot be read) ends with its reply and
+    end of file, and what the client still sends (the rest of its chunk) is read and dropped for
+    a moment: closing with input unread makes the kernel send a reset, and some stacks let it
+    destroy the reply before the client reads it."""
+    s = sink()
+    port = free_port()
+    serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{s.address}"]\n')
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@d1.test>\r\nBDAT ten LAST\r\n" +
+                  b"y" * 100000)
+        data = b""
+        while b"501" not in data:
+            data += c.recv(65536)
+        c.sendall(b"y" * 300000)  # BrokenPipeError or ConnectionResetError after a reset
+        while True:
+            got = c.recv(65536)
+            if not got:
+                break
+            data += got
+    assert reply_codes(data.decode()) == [220, 250, 250, 250, 501], data
+
+
 def test_lmtp_does_not_offer_chunking(sink, serve):
     s = sink()
     port = free_port()
