@@ -236,5 +236,30 @@ TEST_F(MxCacheTest, BoundedWithLeastRecentlyUsedEviction) {
   EXPECT_GT(zone.queries(), before);
 }
 
+TEST_F(MxCacheTest, ExchangerAddressesAreBoundedWithLeastRecentlyUsedEviction) {
+  // Three domains on three exchangers, a cache of two: the exchanger used least recently goes.
+  for (const char* d : {"a", "b", "c", "a2", "b2", "c2"}) {
+    const std::string host = std::string("mx.") + d[0] + ".test";
+    zone.add(std::string(d) + ".test", RrType::Mx, ok({mx_rdata(10, host)}));
+    zone.add(host, RrType::A, ok({a("127.0.0.1")}));
+  }
+  MxCacheOptions o = opts();
+  o.capacity = 2;
+  o.ipv6 = false;
+  MxCache cache(zone, o);
+  lookup(cache, "a.test");
+  lookup(cache, "b.test");
+  lookup(cache, "a2.test");  // mx.a.test from the cache: now the most recent exchanger
+  EXPECT_EQ(cache.stats().host_hits, 1u);
+  lookup(cache, "c.test");  // evicts mx.b.test
+  int before = zone.queries();
+  lookup(cache, "a2.test");  // the domain is cached: nothing asked
+  lookup(cache, "c2.test");  // its MX, and mx.c.test from the cache
+  EXPECT_EQ(zone.queries(), before + 1);
+  before = zone.queries();
+  lookup(cache, "b2.test");  // its MX, and mx.b.test again
+  EXPECT_EQ(zone.queries(), before + 2);
+}
+
 }  // namespace
 }  // namespace mma::dns
