@@ -29,6 +29,8 @@ EXIM_TUNING = {
     # Deliver every message at once, however many a connection brings (the default queues all
     # after the tenth of a connection for a queue runner, which would then be the bottleneck).
     "smtp_accept_queue_per_connection": "0",
+    # Any number of messages in one connection (the default refuses the 1,001st with 421).
+    "smtp_accept_max_per_connection": "0",
     "smtp_accept_max": "500",
     "smtp_accept_max_per_host": "0",
     "smtp_connect_backlog": "1024",
