@@ -18,6 +18,25 @@ std::string ip_text(const std::string& rdata) {
   return buf;
 }
 
+// Puts `value` at `key` as the most recent of `map` (whose entries are {value, lru position}),
+// then evicts the least recently used beyond `capacity`; returns how many it evicted.
+template <class Map, class Value>
+std::size_t lru_put(Map& map, std::list<std::string>& lru, const std::string& key, Value value,
+                    std::size_t capacity) {
+  if (auto it = map.find(key); it != map.end()) {
+    lru.erase(it->second.lru);
+    map.erase(it);
+  }
+  lru.push_front(key);
+  map.emplace(key, typename Map::mapped_type{std::move(value), lru.begin()});
+  std::size_t evicted = 0;
+  for (; map.size() > capacity; ++evicted) {
+    map.erase(lru.back());
+    lru.pop_back();
+  }
+  return evicted;
+}
+
 }  // namespace
 
 MxCache::MxCache(Resolver& resolver, MxCacheOptions opts) : resolver_(resolver), opts_(opts) {}
@@ -30,17 +49,7 @@ MxCacheStats MxCache::stats() const {
 }
 
 void MxCache::store(const std::string& domain, const RouteRef& route) {
-  if (auto it = entries_.find(domain); it != entries_.end()) {
-    lru_.erase(it->second.lru);
-    entries_.erase(it);
-  }
-  lru_.push_front(domain);
-  entries_.emplace(domain, Entry{route, lru_.begin()});
-  while (entries_.size() > opts_.capacity) {
-    entries_.erase(lru_.back());
-    lru_.pop_back();
-    ++stats_.evicted;
-  }
+  stats_.evicted += lru_put(entries_, lru_, domain, route, opts_.capacity);
 }
 
 RouteRef MxCache::peek(const std::string& domain) const {
@@ -154,16 +163,7 @@ net::Task<MxCache::HostAddresses> MxCache::ask_addresses(const std::string& name
 }
 
 void MxCache::store_host(const std::string& name, HostAddresses h) {
-  if (auto it = hosts_.find(name); it != hosts_.end()) {
-    hosts_lru_.erase(it->second.lru);
-    hosts_.erase(it);
-  }
-  hosts_lru_.push_front(name);
-  hosts_.emplace(name, HostEntry{std::move(h), hosts_lru_.begin()});
-  while (hosts_.size() > opts_.capacity) {
-    hosts_.erase(hosts_lru_.back());
-    hosts_lru_.pop_back();
-  }
+  lru_put(hosts_, hosts_lru_, name, std::move(h), opts_.capacity);
 }
 
 net::Task<void> MxCache::addresses(const std::string& name, std::vector<std::string>& out,
