@@ -48,6 +48,13 @@ class MxCacheTest : public ::testing::Test {
     o.mx_limit = 3;
     return o;
   }
+  // IPv4 only, room for `capacity` domains (and as many exchangers).
+  MxCacheOptions bounded(std::size_t capacity) {
+    MxCacheOptions o = opts();
+    o.capacity = capacity;
+    o.ipv6 = false;
+    return o;
+  }
 };
 
 TEST_F(MxCacheTest, ExchangersInPreferenceOrderWithTheirAddresses) {
@@ -220,10 +227,7 @@ TEST_F(MxCacheTest, BoundedWithLeastRecentlyUsedEviction) {
     zone.add(d, RrType::Mx, ok({mx_rdata(10, std::string("mx.") + d)}));
     zone.add(std::string("mx.") + d, RrType::A, ok({a("127.0.0.1")}));
   }
-  MxCacheOptions o = opts();
-  o.capacity = 2;
-  o.ipv6 = false;
-  MxCache cache(zone, o);
+  MxCache cache(zone, bounded(2));
   lookup(cache, "a.test");
   lookup(cache, "b.test");
   lookup(cache, "a.test");  // a is now the most recent
@@ -243,10 +247,7 @@ TEST_F(MxCacheTest, ExchangerAddressesAreBoundedWithLeastRecentlyUsedEviction) {
     zone.add(std::string(d) + ".test", RrType::Mx, ok({mx_rdata(10, host)}));
     zone.add(host, RrType::A, ok({a("127.0.0.1")}));
   }
-  MxCacheOptions o = opts();
-  o.capacity = 2;
-  o.ipv6 = false;
-  MxCache cache(zone, o);
+  MxCache cache(zone, bounded(2));
   lookup(cache, "a.test");
   lookup(cache, "b.test");
   lookup(cache, "a2.test");  // mx.a.test from the cache: now the most recent exchanger

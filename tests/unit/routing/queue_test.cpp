@@ -15,6 +15,19 @@
 namespace mma::routing {
 namespace {
 
+// Whether `w` is notified within 100 ms of running the loop (a session held by the throttle).
+bool woken_soon(net::EventLoops& loops, std::shared_ptr<net::Wakeup> w) {
+  bool woken = false;
+  asio::co_spawn(
+      loops.main(),
+      [](std::shared_ptr<net::Wakeup> wakeup, bool& flag) -> net::Task<void> {
+        flag = co_await wakeup->wait(std::chrono::seconds(5));
+      }(w, woken),
+      asio::detached);
+  loops.main().run_for(std::chrono::milliseconds(100));
+  return woken;
+}
+
 // The queue is real; the test plays its workers (take a job, report an outcome).
 class QueueTest : public ::testing::Test {
  protected:
@@ -152,15 +165,7 @@ TEST_F(QueueTest, ThrottleHoldsTheComposerUntilTheQueueDrains) {
   EXPECT_FALSE(q.admit(wakeup));
   WorkerSlot slot(std::make_shared<net::Wakeup>(loops.main().get_executor()));
   auto next = q.next_job(slot, false);  // 3 left: below throttle, the composer is woken
-  bool woken = false;
-  asio::co_spawn(
-      loops.main(),
-      [](std::shared_ptr<net::Wakeup> w, bool& flag) -> net::Task<void> {
-        flag = co_await w->wait(std::chrono::seconds(5));
-      }(wakeup, woken),
-      asio::detached);
-  loops.main().run_for(std::chrono::milliseconds(100));
-  EXPECT_TRUE(woken);
+  EXPECT_TRUE(woken_soon(loops, wakeup));
   EXPECT_TRUE(q.admit(wakeup));
 }
 
@@ -424,15 +429,7 @@ TEST_F(DestinationTest, SessionsHeldByTheThrottleGoOnWhenHeldJobsGoStraightToPar
   know("b.test", {"mx2"});
   for (auto& d : done) d();  // each job goes into a parked worker's inbox, not through pending
   ASSERT_TRUE(w1.inbox || w2.inbox);
-  bool woken = false;
-  asio::co_spawn(
-      loops.main(),
-      [](std::shared_ptr<net::Wakeup> w, bool& flag) -> net::Task<void> {
-        flag = co_await w->wait(std::chrono::seconds(5));
-      }(session, woken),
-      asio::detached);
-  loops.main().run_for(std::chrono::milliseconds(100));
-  EXPECT_TRUE(woken);  // before: held back for good, with the queue empty
+  EXPECT_TRUE(woken_soon(loops, session));  // before: held back for good, with the queue empty
   EXPECT_TRUE(q.admit(session));
 }
 
