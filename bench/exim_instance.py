@@ -9,15 +9,13 @@ Exim writes each message to its spool, fsync'ed, before its 250, and then forks 
 process for it at once (as Postfix's cleanup and qmgr do, in one process per message)."""
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from postfix_instance import master_and_children
+from postfix_instance import master_and_children, stop_session, wait_listening
 
 VERSION = "4.96 (Debian 12)"
 PREFIX = Path(os.environ.get("MMA_EXIM_PREFIX", "/opt/mma-bench/exim"))
@@ -166,15 +164,8 @@ class EximInstance:
         self.proc = subprocess.Popen([sys.executable, "-c", REAPER, str(EXIM), "-C", str(self.config), "-bdf",
                                       "-q5s"], cwd=self.dir, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
+        if wait_listening(self.host, self.port, time.time() + timeout, self.proc):
+            return self
         raise RuntimeError(f"exim did not start; see {self.dir / 'log' / 'paniclog'} and {self.dir / 'exim.out'}")
 
     def master_pid(self):
@@ -187,16 +178,4 @@ class EximInstance:
         return master_and_children(self.master_pid())[1:]
 
     def stop(self):
-        if not self.proc:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        if self._log:
-            self._log.close()
+        stop_session(self.proc, self._log)

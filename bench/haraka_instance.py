@@ -8,13 +8,11 @@ written there, and fsync'ed, before its 250, then read back and delivered from t
 import copy
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-from postfix_instance import master_and_children
+from postfix_instance import master_and_children, stop_session, wait_listening
 
 VERSION = "3.3.4"
 PREFIX = Path(os.environ.get("MMA_HARAKA_PREFIX", "/opt/mma-bench/haraka"))
@@ -138,15 +136,7 @@ class HarakaInstance:
         self.proc = subprocess.Popen(["node", str(HARAKA_JS), "-c", str(self.dir)], cwd=self.dir,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    pass
-            except OSError:
-                time.sleep(0.1)
-                continue
+        if wait_listening(self.host, self.port, deadline, self.proc):
             # In cluster mode the port answers once one worker listens: give the others a moment.
             while len(self.pids()) < 1 + self.nodes and time.time() < deadline:
                 time.sleep(0.1)
@@ -169,16 +159,4 @@ class HarakaInstance:
             return 0
 
     def stop(self):
-        if not self.proc:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # its own session: the master and its workers
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        if self._log:
-            self._log.close()
+        stop_session(self.proc, self._log)  # its own session: the master and its workers

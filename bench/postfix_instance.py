@@ -54,6 +54,38 @@ def master_and_children(master):
     return pids
 
 
+def wait_listening(host, port, deadline, proc=None):
+    """Whether something listens on host:port before `deadline` (time.time()); False as soon as
+    `proc`, the relay being started, has exited."""
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def stop_session(proc, log=None):
+    """SIGTERM to `proc`'s session (started with start_new_session: the relay and all its
+    processes), SIGKILL after 20 s; closes its log."""
+    if not proc:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if log:
+        log.close()
+
+
 class PostfixInstance:
     def __init__(self, workdir, port, settings, host="127.0.0.1"):
         self.dir = Path(workdir)
@@ -117,13 +149,8 @@ class PostfixInstance:
     def start(self, timeout=20):
         self.proc = subprocess.Popen(["postfix", "-c", str(self.etc), "start-fg"], env=self._env(),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
+        if wait_listening(self.host, self.port, time.time() + timeout):
+            return self
         raise RuntimeError(f"postfix did not start; see {self.log}")
 
     def master_pid(self):
