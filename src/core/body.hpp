@@ -23,6 +23,9 @@ struct Body {
   std::size_t size = 0;            // RFC 1870 size, for SIZE=
   std::string message_id;          // the Message-ID header, for logs
   BodyType type = BodyType::SevenBit;
+  // Some line of `wire` starts with a dot. Left true where unknown (a body from the spool):
+  // BDAT then scans the body to remove the stuffing; false spares that scan.
+  bool dot_lines = true;
 
   [[nodiscard]] std::uint64_t wire_size() const { return file ? file->size() : wire.size(); }
 };

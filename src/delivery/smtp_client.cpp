@@ -303,7 +303,7 @@ net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput i
   // less per message. A body file keeps DATA: its un-stuffed size would cost a read of the file.
   smtp::UnstuffedBody content;  // views into body.wire
   if (input.chunking && !body.file && ext_.chunking && !input.lmtp) {
-    content = smtp::unstuffed(body.wire);
+    content = smtp::unstuffed(body.wire, body.dot_lines);
     input.chunk_size = content.size;
   } else {
     input.chunking = false;

@@ -21,11 +21,11 @@ void ChunkReader::finish() {
   data_.end();
 }
 
-UnstuffedBody unstuffed(std::string_view wire) {
+UnstuffedBody unstuffed(std::string_view wire, bool dot_lines) {
   UnstuffedBody out;
   std::size_t from = 0;  // start of the span being built
   if (!wire.empty() && wire[0] == '.') from = 1;
-  for (std::size_t pos = 0;;) {
+  for (std::size_t pos = 0; dot_lines;) {
     const auto nl = wire.find("\n.", pos);
     if (nl == std::string_view::npos) break;
     out.spans.push_back(wire.substr(from, nl + 1 - from));  // up to the LF, the dot dropped

@@ -40,6 +40,7 @@ struct UnstuffedBody {
   std::vector<std::string_view> spans;
   std::uint64_t size = 0;
 };
-UnstuffedBody unstuffed(std::string_view wire);
+// `dot_lines` false: no line of `wire` starts with a dot, so it is its own content.
+UnstuffedBody unstuffed(std::string_view wire, bool dot_lines = true);
 
 }  // namespace mma::smtp

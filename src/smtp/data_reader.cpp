@@ -54,6 +54,7 @@ void DataReader::end_line(bool cr) {
   // RFC 1870 size: un-stuffed text plus CRLF.
   size_ += text + 2 - (text > 0 && first_ == '.' ? 1 : 0);
   if (limits_.max_size != 0 && size_ > limits_.max_size) too_big_ = true;
+  if (first_ == '.') dot_lines_ = true;
   if (storing()) {
     if (text == 1 && first_ == '.') {
       // A lone "." that did not end the data (a bare LF before or after it) is content:

@@ -38,6 +38,9 @@ class DataReader {
   [[nodiscard]] bool bare_cr() const { return bare_cr_; }
   // Content size as RFC 1870 counts it (after un-stuffing, with CRLFs).
   [[nodiscard]] std::size_t size() const { return size_; }
+  // Some stored line starts with a dot (its stuffing, in the wire form). False: the wire form
+  // is already the content as BDAT sends it, and needs no scan to un-stuff.
+  [[nodiscard]] bool dot_lines() const { return dot_lines_; }
   // Bytes at the start of `out` that are final (complete lines): the caller may move them
   // elsewhere (a body file) and erase them from `out`. The current line may still change.
   [[nodiscard]] std::size_t complete_bytes() const {
@@ -58,6 +61,7 @@ class DataReader {
   bool too_big_ = false;
   bool line_too_long_ = false;
   bool bare_cr_ = false;
+  bool dot_lines_ = false;
   std::size_t size_ = 0;
 };
 

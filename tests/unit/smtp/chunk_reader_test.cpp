@@ -82,6 +82,34 @@ TEST(UnstuffedBody, IsTheContentAsBdatSendsIt) {
   EXPECT_EQ(unstuffed("plain\r\n").spans.size(), 1u);
 }
 
+// Whether a body needs un-stuffing is learnt as it is read, so that BDAT need not scan it again.
+TEST(UnstuffedBody, SkipsTheScanOfABodyWithNoDotLines) {
+  const auto dot_lines = [](std::string_view raw) {
+    std::string wire;
+    ChunkReader r(wire, {});
+    r.feed(raw);
+    r.finish();
+    return r.data().dot_lines();
+  };
+  EXPECT_FALSE(dot_lines("Subject: x\r\n\r\nno dot. at any line start\r\n"));
+  EXPECT_TRUE(dot_lines("a\r\n.b\r\n"));
+  EXPECT_TRUE(dot_lines(".first\r\n"));
+  EXPECT_TRUE(dot_lines("a\n.\n"));  // a lone dot after a bare LF is content, stuffed
+  std::string wire;
+  DataReader d(wire, {});
+  d.feed("a\r\n..b\r\n.\r\n");
+  EXPECT_TRUE(d.dot_lines());  // the terminator does not count, the stuffed line does
+  DataReader plain(wire, {});
+  plain.feed("a\r\nb\r\n.\r\n");
+  EXPECT_FALSE(plain.dot_lines());
+  const std::string body = "a\r\nb.\r\n";
+  const UnstuffedBody b = unstuffed(body, /*dot_lines=*/false);
+  ASSERT_EQ(b.spans.size(), 1u);
+  EXPECT_EQ(b.spans[0].data(), body.data());
+  EXPECT_EQ(joined(b), body);
+  EXPECT_EQ(joined(unstuffed("no line end", false)), "no line end\r\n");
+}
+
 // What a client sends by BDAT arrives in the same wire form as by DATA, and leaves by BDAT as it
 // came, whatever the chunk boundaries.
 TEST(ChunkReader, RoundTripsRandomContentThroughRandomChunks) {
@@ -99,7 +127,15 @@ TEST(ChunkReader, RoundTripsRandomContentThroughRandomChunks) {
       chunks.emplace_back(raw.data() + pos, len);
       pos += len;
     }
-    const std::string wire = wire_of(chunks);
+    std::string wire;
+    ChunkReader reader(wire, {});
+    for (auto c : chunks) reader.feed(c);
+    reader.finish();
+    ASSERT_TRUE(reader.data().done());
+    // dot_lines() is false only when no line starts with a dot, when un-stuffing is a no-op.
+    const bool dot_line = wire.starts_with(".") || wire.find("\n.") != std::string::npos;
+    EXPECT_EQ(reader.data().dot_lines(), dot_line) << raw;
+    EXPECT_EQ(joined(unstuffed(wire, reader.data().dot_lines())), joined(unstuffed(wire)));
     std::string normalised;  // bare LF ends a line as CRLF would
     for (std::size_t i = 0; i < raw.size(); ++i) {
       if (raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r')) normalised += '\r';
