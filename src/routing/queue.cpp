@@ -38,6 +38,7 @@ Queue::Queue(config::QueueSection cfg, observe::AccountingLog& log, net::EventLo
       loops_(loops),
       retry_timer_(loops.main()),
       advisor_(config()->advice_share, config()->advice_window, config()->advice_min) {
+  held_cfg_ = config();
   stats_.name = name_;
 }
 
@@ -48,7 +49,8 @@ void Queue::reconfigure(config::QueueSection next) {
   std::size_t spawn = 0;
   {
     std::lock_guard lock(mu_);
-    const auto c = config();
+    held_cfg_ = config();
+    const auto& c = held_cfg_;
     // A higher throttle lets held sessions go on; a higher max_mta starts workers for what waits.
     if (c->throttle == 0 || pending_ < c->throttle) wake.swap(throttled_);
     while (spawn < pending_ && unbound_.empty() && !stopping_ && reserve_worker_locked()) ++spawn;
@@ -61,9 +63,9 @@ std::string Queue::destination_for(std::string_view domain) const {
   return config()->per_domain() ? std::string(domain) : std::string();
 }
 
-unsigned Queue::destination_limit() const {
-  return config()->per_domain() ? std::min(config()->destination_concurrency, config()->max_mta)
-                                : config()->max_mta;
+unsigned Queue::destination_limit_locked() const {
+  const config::QueueSection& c = settings_locked();
+  return c.per_domain() ? std::min(c.destination_concurrency, c.max_mta) : c.max_mta;
 }
 
 void Queue::start() {
@@ -80,7 +82,7 @@ void Queue::start() {
 // --- lock-held helpers ---
 
 bool Queue::may_spawn_locked() const {
-  return workers_ < config()->max_mta && Clock::now() >= spawn_paused_until_;
+  return workers_ < settings_locked().max_mta && Clock::now() >= spawn_paused_until_;
 }
 
 bool Queue::reserve_worker_locked() {
@@ -208,8 +210,8 @@ std::shared_ptr<net::Wakeup> Queue::evict_idle_locked(const std::string& for_des
 }
 
 void Queue::enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake) {
-  if (!config()->per_domain()) return;
-  while (idle_lru_.size() > config()->connection_cache) {
+  if (!settings_locked().per_domain()) return;
+  while (idle_lru_.size() > settings_locked().connection_cache) {
     const std::string victim = idle_lru_.back();
     drop_from_lru_locked(dests_[victim]);
     auto slots = std::move(dests_[victim].idle);
@@ -242,7 +244,7 @@ std::deque<std::string>::iterator Queue::waiting_on_host_locked(const WorkerSlot
 
 void Queue::release_throttled_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake) {
   if (throttled_.empty()) return;
-  const std::size_t throttle = config()->throttle;
+  const std::size_t throttle = settings_locked().throttle;
   if (throttle != 0 && pending_ >= throttle) return;
   wake.insert(wake.end(), throttled_.begin(), throttled_.end());
   throttled_.clear();
@@ -255,8 +257,8 @@ void Queue::hold_locked(Job job) {
 }
 
 std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
-  const unsigned limit = destination_limit();
-  if (!slot.host.empty() && config()->per_domain()) {
+  const unsigned limit = destination_limit_locked();
+  if (!slot.host.empty() && settings_locked().per_domain()) {
     // A connected worker keeps its connection where it can: when mail backs up, a worker whose
     // destination ran dry would otherwise take the oldest waiting one, on another host most
     // often, and close and open a connection for each job it moves to (in `zero` with one
@@ -344,7 +346,7 @@ void Queue::enqueue(Job job, bool fresh) {
     if (fresh) {
       ++stats_.msg_count;
       backlog_recipients_ += job.recipients.size();
-      if (config()->general() && !job.recipients.empty())
+      if (settings_locked().general() && !job.recipients.empty())
         advice = advisor_.count(job.recipients[0].domain(), now);
     }
     job.queued = now;
@@ -357,7 +359,7 @@ void Queue::enqueue(Job job, bool fresh) {
 void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
   const std::string name = job.destination;
   Destination& d = dests_[name];
-  const unsigned limit = destination_limit();
+  const unsigned limit = destination_limit_locked();
   if (d.down_until > now) {
     p.down.push_back(std::move(job));
     return;
@@ -373,11 +375,12 @@ void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
   }
   // The destination's servers (best-preference MX hosts), when the MX cache knows them.
   Servers servers;
-  if (servers_of_ && d.connections < limit && config()->per_domain()) servers = servers_of_(name);
+  if (servers_of_ && d.connections < limit && settings_locked().per_domain())
+    servers = servers_of_(name);
   const bool known = servers && !servers->empty();
   if (known) d.servers = servers;
   if (!known && look_up_ && d.connections == 0 && d.look_up != Destination::LookUp::Done &&
-      config()->per_domain()) {
+      settings_locked().per_domain()) {
     // A domain new to the MX cache: hold its jobs while its MX hosts are looked up, so that
     // they can go to a connection already open to one of them rather than each new domain
     // opening (or, at max_mta, evicting) one of its own. Held out of waiting_: a worker
@@ -415,9 +418,9 @@ void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
   push_pending_locked(std::move(job), false);
   if (room) {
     // Patent Fig. 7: no worker ready, fewer than max_mta, a backlog beyond max_queue.
-    if ((workers_ == 0 || pending_ > config()->max_queue) && reserve_worker_locked()) {
+    if ((workers_ == 0 || pending_ > settings_locked().max_queue) && reserve_worker_locked()) {
       ++p.spawn;
-    } else if (workers_ >= config()->max_mta) {
+    } else if (workers_ >= settings_locked().max_mta) {
       if (auto w = evict_idle_locked(name)) p.wake.push_back(std::move(w));
     }
   }
@@ -454,7 +457,7 @@ void Queue::looked_up(const std::string& destination) {
 
 bool Queue::admit(const std::shared_ptr<net::Wakeup>& w) {
   std::lock_guard lock(mu_);
-  if (config()->throttle == 0 || pending_ < config()->throttle) return true;
+  if (settings_locked().throttle == 0 || pending_ < settings_locked().throttle) return true;
   throttled_.push_back(w);
   return false;
 }
@@ -528,7 +531,7 @@ void Queue::unbind(WorkerSlot& slot) {
 
 bool Queue::surplus_worker() const {
   std::lock_guard lock(mu_);
-  return stopping_ || workers_ > config()->init_mta;
+  return stopping_ || workers_ > settings_locked().init_mta;
 }
 
 void Queue::detach(WorkerSlot& slot) {
