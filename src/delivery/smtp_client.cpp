@@ -364,7 +364,7 @@ net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput i
   // A fault after the content went out may mean a duplicate, unless the server had already
   // refused the envelope (BDAT sends the content before MAIL's and RCPT's replies are read).
   if (out.body_sent && tx.refused_before_content()) out.body_sent = false;
-  out.replies = tx.results();
+  out.replies = tx.take_results();
   out.refused_at_rcpt.resize(out.replies.size());
   for (std::size_t i = 0; i < out.replies.size(); ++i)
     out.refused_at_rcpt[i] = tx.refused_at_rcpt(i);

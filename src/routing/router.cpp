@@ -49,8 +49,30 @@ std::vector<Queue*> Router::dispatch(const std::shared_ptr<const Message>& messa
     std::string destination;
     std::vector<Recipient> recipients;
   };
-  std::vector<Group> groups;
   const auto table = table_.load(std::memory_order_acquire);
+  const auto submit = [&message](Queue* q, std::string destination, std::vector<Recipient> rcpts) {
+    Job job;
+    job.message = message;
+    job.destination = std::move(destination);
+    job.recipients = std::move(rcpts);
+    const auto cfg_ptr = q->config();
+    if (cfg_ptr->max_size != 0 && message->body->size > cfg_ptr->max_size) {
+      q->finish_unattempted(
+          job, Outcome::Bounced,
+          smtp::make_reply(552, "5.3.4", "Message too big for queue " + cfg_ptr->name));
+      return;
+    }
+    q->submit(std::move(job));
+  };
+  if (recipients.size() == 1) {
+    // One recipient, as most bulk mail has: one job, its recipient moved, nothing grouped.
+    Queue* q = table->route(recipients[0].domain());
+    if (q == nullptr) return {};
+    std::string dest = q->destination_for(recipients[0].domain());
+    submit(q, std::move(dest), std::move(recipients));
+    return {q};
+  }
+  std::vector<Group> groups;
   for (Recipient& r : recipients) {
     Queue* q = table->route(r.domain());
     if (q == nullptr) continue;  // refused at RCPT time; cannot happen here
@@ -65,24 +87,13 @@ std::vector<Queue*> Router::dispatch(const std::shared_ptr<const Message>& messa
   }
   std::vector<Queue*> touched;
   for (auto& g : groups) {
-    const auto cfg_ptr = g.queue->config();
-    const config::QueueSection& cfg = *cfg_ptr;
-    const std::size_t batch = cfg.batch_size;
+    const std::size_t batch = g.queue->config()->batch_size;
     for (std::size_t i = 0; i < g.recipients.size(); i += batch) {
-      Job job;
-      job.message = message;
-      job.destination = g.destination;
       const std::size_t end = std::min(g.recipients.size(), i + batch);
-      job.recipients.assign(
+      std::vector<Recipient> part(
           std::make_move_iterator(g.recipients.begin() + static_cast<std::ptrdiff_t>(i)),
           std::make_move_iterator(g.recipients.begin() + static_cast<std::ptrdiff_t>(end)));
-      if (cfg.max_size != 0 && message->body->size > cfg.max_size) {
-        g.queue->finish_unattempted(
-            job, Outcome::Bounced,
-            smtp::make_reply(552, "5.3.4", "Message too big for queue " + cfg.name));
-        continue;
-      }
-      g.queue->submit(std::move(job));
+      submit(g.queue, g.destination, std::move(part));
     }
     if (std::find(touched.begin(), touched.end(), g.queue) == touched.end())
       touched.push_back(g.queue);

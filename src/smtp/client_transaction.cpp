@@ -1,5 +1,8 @@
 #include "smtp/client_transaction.hpp"
 
+#include <charconv>
+#include <iterator>
+
 namespace mma::smtp {
 
 ClientTransaction::ClientTransaction(TransactionInput in, const Extensions& ext)
@@ -30,16 +33,46 @@ ClientTransaction::ClientTransaction(TransactionInput in, const Extensions& ext)
                 false);
     return;
   }
-  mail_command_ = "MAIL FROM:<" + std::string(in_.sender) + ">";
-  if (ext.size) mail_command_ += " SIZE=" + std::to_string(in_.size);
-  if (in_.eightbit && ext.eightbitmime) mail_command_ += " BODY=8BITMIME";
-  if (in_.smtputf8) mail_command_ += " SMTPUTF8";
-  queue_command(mail_command_, Expect::Mail);
+  // The commands are written straight into out_, sized once: this runs for every message.
+  std::size_t room = in_.sender.size() + 64;
+  for (auto r : in_.recipients) room += r.size() + 12;
+  out_.reserve(room);
+  expected_.reserve(in_.recipients.size() + 2);
+  out_ += "MAIL FROM:<";
+  out_ += in_.sender;
+  out_ += '>';
+  if (ext.size) {
+    out_ += " SIZE=";
+    append_number(in_.size);
+  }
+  if (in_.eightbit && ext.eightbitmime) out_ += " BODY=8BITMIME";
+  if (in_.smtputf8) out_ += " SMTPUTF8";
+  end_command(Expect::Mail);
   if (pipelining_) {
-    for (auto r : in_.recipients) queue_command("RCPT TO:<" + std::string(r) + ">", Expect::Rcpt);
+    for (auto r : in_.recipients) queue_rcpt(r);
     next_rcpt_ = in_.recipients.size();
     queue_content_command();
   }
+}
+
+void ClientTransaction::append_number(std::uint64_t n) {
+  char digits[20];
+  const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), n);
+  static_cast<void>(ec);  // 20 digits hold any uint64
+  out_.append(digits, end);
+}
+
+void ClientTransaction::queue_rcpt(std::string_view address) {
+  out_ += "RCPT TO:<";
+  out_ += address;
+  out_ += '>';
+  end_command(Expect::Rcpt);
+}
+
+void ClientTransaction::end_command(Expect e) {
+  out_ += "\r\n";
+  expected_.push_back(e);
+  step_ = Step::Send;
 }
 
 void ClientTransaction::queue_content_command() {
@@ -48,15 +81,16 @@ void ClientTransaction::queue_content_command() {
     return;
   }
   // RFC 3030 §2: the reply to BDAT LAST is the message's final reply, as after DATA's ".".
-  queue_command("BDAT " + std::to_string(in_.chunk_size) + " LAST", Expect::DataDone);
+  out_ += "BDAT ";
+  append_number(in_.chunk_size);
+  out_ += " LAST";
+  end_command(Expect::DataDone);
   chunk_queued_ = true;
 }
 
 void ClientTransaction::queue_command(std::string_view line, Expect e) {
   out_.append(line);
-  out_ += "\r\n";
-  expected_.push_back(e);
-  step_ = Step::Send;
+  end_command(e);
 }
 
 ClientTransaction::Expect ClientTransaction::expecting() const {
@@ -101,8 +135,7 @@ void ClientTransaction::on_reply(const Reply& r) {
       needs_rset_ = true;
       if (!pipelining_) {
         if (next_rcpt_ < in_.recipients.size()) {
-          queue_command("RCPT TO:<" + std::string(in_.recipients[next_rcpt_++]) + ">",
-                        Expect::Rcpt);
+          queue_rcpt(in_.recipients[next_rcpt_++]);
         }
       }
       return;
@@ -115,8 +148,7 @@ void ClientTransaction::on_reply(const Reply& r) {
       }
       if (!pipelining_) {
         if (next_rcpt_ < in_.recipients.size()) {
-          queue_command("RCPT TO:<" + std::string(in_.recipients[next_rcpt_++]) + ">",
-                        Expect::Rcpt);
+          queue_rcpt(in_.recipients[next_rcpt_++]);
         } else if (accepted() > 0) {
           queue_content_command();
         } else {

@@ -50,6 +50,8 @@ class ClientTransaction {
 
   // Once Done: the deciding reply of each recipient, in input order.
   [[nodiscard]] const std::vector<Reply>& results() const { return results_; }
+  // The same, moved out: the transaction is over.
+  [[nodiscard]] std::vector<Reply> take_results() { return std::move(results_); }
   // The server may still hold a transaction (a MAIL was accepted, no data followed): RSET.
   [[nodiscard]] bool needs_rset() const { return needs_rset_; }
   // The server refused the envelope before it could take the content (MAIL refused, or every
@@ -65,6 +67,9 @@ class ClientTransaction {
 
  private:
   void queue_command(std::string_view verb_and_arg, Expect e);
+  void queue_rcpt(std::string_view address);
+  void end_command(Expect e);  // the line appended to out_ so far is complete
+  void append_number(std::uint64_t n);
   void queue_content_command();  // DATA, or BDAT with its chunk to follow
   void finish_with(const Reply& r, bool only_accepted);
   void after_data_reply(const Reply& r);
@@ -74,7 +79,6 @@ class ClientTransaction {
   bool pipelining_;
   bool chunking_;
   bool chunk_queued_ = false;  // the commands end with BDAT: the content follows them
-  std::string mail_command_;
   std::string out_;
   std::vector<Expect> expected_;  // replies still owed, in order
   std::size_t next_rcpt_ = 0;     // next RCPT to send (without pipelining)

@@ -238,7 +238,13 @@ Response ServerProtocol::bdat(std::string_view arg) {
 }
 
 Envelope ServerProtocol::finish_data() {
-  Envelope out = env_;
+  // The transaction's parts move out (no copy of each recipient, once per message); the
+  // session's stay for the next one.
+  Envelope out;
+  out.helo = env_.helo;
+  out.esmtp = env_.esmtp;
+  out.sender = std::move(env_.sender);
+  out.params = std::move(env_.params);
   out.recipients = std::move(env_.recipients);
   reset_transaction();
   state_ = State::Greeted;
