@@ -3,18 +3,8 @@
 namespace mma::smtp {
 
 void ChunkReader::feed(std::string_view raw) {
-  if (raw.empty()) return;
-  // The DataReader gets the longest pieces it can: everything up to the next line that starts
-  // with a ".", which gets its stuffing (RFC 5321 §4.5.2) in front.
-  if (line_start_ && raw[0] == '.') data_.feed(".");
-  for (std::size_t pos = 0; pos < raw.size();) {
-    const auto dot = raw.find("\n.", pos);
-    const std::size_t end = dot == std::string_view::npos ? raw.size() : dot + 1;
-    data_.feed(raw.substr(pos, end - pos));
-    if (dot != std::string_view::npos) data_.feed(".");
-    pos = end;
-  }
-  line_start_ = raw.back() == '\n';
+  // The reader stuffs each line that starts with "." (RFC 5321 §4.5.2) as it goes: one pass.
+  data_.feed(raw);
 }
 
 void ChunkReader::finish() {

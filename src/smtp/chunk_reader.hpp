@@ -19,7 +19,7 @@ namespace mma::smtp {
 
 class ChunkReader {
  public:
-  ChunkReader(std::string& out, DataLimits limits) : data_(out, limits) {}
+  ChunkReader(std::string& out, DataLimits limits) : data_(out, limits) { data_.stuff_dots(); }
 
   // Any piece of any chunk of the message, in order.
   void feed(std::string_view raw);
@@ -30,7 +30,6 @@ class ChunkReader {
 
  private:
   DataReader data_;
-  bool line_start_ = true;  // the next octet starts a line
 };
 
 // The content of a wire-form body (dot-stuffed, without its ".\r\n") as BDAT sends it: the

@@ -7,6 +7,11 @@ namespace mma::smtp {
 std::size_t DataReader::feed(std::string_view in) {
   std::size_t pos = 0;
   while (pos < in.size() && !done_) {
+    if (stuff_dots_ && line_len_ == 0 && in[pos] == '.') {
+      first_ = last_ = '.';  // the stuffing: the line now starts with two dots
+      line_len_ = 1;
+      if (storing()) out_ += '.';
+    }
     const char* start = in.data() + pos;
     const std::size_t avail = in.size() - pos;
     const void* lf = std::memchr(start, '\n', avail);

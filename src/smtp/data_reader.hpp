@@ -25,6 +25,10 @@ class DataReader {
 
   // Consumes bytes of `in` up to and including the terminator; returns how many.
   std::size_t feed(std::string_view in);
+  // For content that came without transparency (BDAT, RFC 3030): each line that starts with
+  // "." gets the dot a DATA client would have added, so no terminator can match and all of
+  // `in` is taken.
+  void stuff_dots() { stuff_dots_ = true; }
 
   // Ends the content where it stands, as BDAT's last chunk does (RFC 3030): a last line without
   // its line end is ended with CRLF (a CR left at its end is bare), and no terminator is read.
@@ -62,6 +66,7 @@ class DataReader {
   bool line_too_long_ = false;
   bool bare_cr_ = false;
   bool dot_lines_ = false;
+  bool stuff_dots_ = false;
   std::size_t size_ = 0;
 };
 
