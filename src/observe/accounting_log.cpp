@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 #include <stdexcept>
 
 #include "core/json.hpp"
@@ -37,6 +39,14 @@ void append_timestamp(std::string& out) {
   out.append(millis, sizeof millis);
 }
 
+template <class Int>
+void append_number(std::string& out, Int n) {
+  char digits[24];
+  const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), n);
+  static_cast<void>(ec);  // 24 digits hold any 64-bit integer
+  out.append(digits, end);
+}
+
 }  // namespace
 
 AccountingLog::AccountingLog(const std::string& path) {
@@ -61,8 +71,10 @@ AccountingLog::~AccountingLog() {
 
 void AccountingLog::record(const AccountingEvent& e) {
   if (fd_ < 0) return;
-  std::string line;
-  line.reserve(384);
+  // Built in this thread's scratch strings, which keep their capacity: no allocation per line.
+  thread_local std::string line;
+  thread_local std::string scratch;
+  line.clear();
   line += "{\"ts\":\"";
   append_timestamp(line);
   line += "\",\"event\":\"";
@@ -82,12 +94,18 @@ void AccountingLog::record(const AccountingEvent& e) {
   append_json_string(line, e.queue);
   line += ",\"mx\":";
   append_json_string(line, e.mx);
-  line += ",\"attempt\":" + std::to_string(e.recipient.attempts);
-  line += ",\"code\":" + std::to_string(e.reply.code);
+  line += ",\"attempt\":";
+  append_number(line, e.recipient.attempts);
+  line += ",\"code\":";
+  append_number(line, e.reply.code);
   line += ",\"reply\":";
-  append_json_string(line, e.reply.summary());
-  line += ",\"queue_ms\":" + std::to_string(e.queue_time.count());
-  line += ",\"delivery_ms\":" + std::to_string(e.delivery_time.count());
+  scratch.clear();
+  e.reply.append_summary(scratch);
+  append_json_string(line, scratch);
+  line += ",\"queue_ms\":";
+  append_number(line, e.queue_time.count());
+  line += ",\"delivery_ms\":";
+  append_number(line, e.delivery_time.count());
   line += "}\n";
   bool wake = false;
   {

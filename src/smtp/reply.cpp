@@ -1,22 +1,34 @@
 #include "smtp/reply.hpp"
 
+#include <algorithm>
+#include <charconv>
+#include <iterator>
+
 namespace mma::smtp {
 
 std::string Reply::summary() const {
-  std::string s = std::to_string(code);
+  std::string s;
+  append_summary(s);
+  return s;
+}
+
+void Reply::append_summary(std::string& s) const {
+  char digits[12];
+  const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), code);
+  static_cast<void>(ec);  // an int fits
+  s.append(digits, end);
   if (!enhanced.empty()) {
     s += ' ';
     s += enhanced;
   }
   s += ' ';
-  for (char c : text) {
-    if (c == '\n') {
-      s += " / ";
-    } else {
-      s += c;
-    }
+  for (std::size_t pos = 0; pos <= text.size();) {
+    const std::size_t nl = std::min(text.find('\n', pos), text.size());
+    s.append(text, pos, nl - pos);
+    if (nl == text.size()) break;
+    s += " / ";
+    pos = nl + 1;
   }
-  return s;
 }
 
 Reply make_reply(int code, std::string_view enhanced, std::string_view text) {

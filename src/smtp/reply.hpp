@@ -21,6 +21,8 @@ struct Reply {
   [[nodiscard]] bool permanent() const { return klass() == 5; }
   // One line for logs: "550 5.1.1 text / second line".
   [[nodiscard]] std::string summary() const;
+  // The same, appended to `out` (no string of its own: the accounting log's per-message path).
+  void append_summary(std::string& out) const;
 };
 
 Reply make_reply(int code, std::string_view enhanced, std::string_view text);

@@ -16,6 +16,17 @@ TEST(Reply, FormatsMultiLineWithEnhancedCodes) {
   EXPECT_EQ(out, "250-first\r\n250 second\r\n");
 }
 
+// One line for logs: the lines of a multi-line reply joined by " / ".
+TEST(Reply, SummaryIsOneLine) {
+  EXPECT_EQ(make_reply(250, "2.0.0", "Ok: queued").summary(), "250 2.0.0 Ok: queued");
+  EXPECT_EQ(make_reply(550, "", "no\nsuch\nuser").summary(), "550 no / such / user");
+  EXPECT_EQ(make_reply(421, "4.3.2", "").summary(), "421 4.3.2 ");
+  EXPECT_EQ(make_reply(250, "", "a\n").summary(), "250 a / ");
+  std::string out = "x: ";
+  make_reply(451, "4.4.1", "try\nlater").append_summary(out);
+  EXPECT_EQ(out, "x: 451 4.4.1 try / later");
+}
+
 TEST(Reply, EmptyTextIsOneLine) {
   std::string out;
   append_reply(out, make_reply(354, "", ""), true);
