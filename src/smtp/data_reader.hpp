@@ -43,7 +43,8 @@ class DataReader {
   // Content size as RFC 1870 counts it (after un-stuffing, with CRLFs).
   [[nodiscard]] std::size_t size() const { return size_; }
   // Some stored line starts with a dot (its stuffing, in the wire form). False: the wire form
-  // is already the content as BDAT sends it, and needs no scan to un-stuff.
+  // is already the content as BDAT sends it, and needs no scan to un-stuff. Final once done():
+  // a line counts when it ends.
   [[nodiscard]] bool dot_lines() const { return dot_lines_; }
   // Bytes at the start of `out` that are final (complete lines): the caller may move them
   // elsewhere (a body file) and erase them from `out`. The current line may still change.

@@ -4,7 +4,8 @@
 // And the disk cache's move of complete_bytes() to a file between feeds never changes it.
 // The same input as BDAT content (smtp::ChunkReader) must give a wire form that is as safe, and
 // that un-stuffs (smtp::unstuffed, what mma sends by BDAT) to the input itself, its line ends
-// made CRLF, with the RFC 1870 size of that.
+// made CRLF, with the RFC 1870 size of that, whether or not the reader's dot_lines() spares the
+// scan for stuffing.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -62,6 +63,15 @@ void check_chunks(std::string_view in) {
   std::string back;
   for (auto span : unstuffed(wire).spans) back += span;
   if (back != expected || r.size() != expected.size()) std::abort();
+  // The reader's note that no line starts with a dot spares BDAT the scan: it must be right.
+  std::string unscanned;
+  for (auto span : unstuffed(wire, r.dot_lines()).spans) unscanned += span;
+  if (unscanned != expected) std::abort();
+}
+
+// No line of `wire` starts with a dot.
+bool no_dot_lines(const std::string& wire) {
+  return !wire.starts_with('.') && wire.find("\n.") == std::string::npos;
 }
 
 }  // namespace
@@ -96,6 +106,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // the reader stopped storing, is never used. Any other must be safe to relay:
   if (reader.bare_cr() || reader.too_big() || reader.line_too_long()) return 0;
   check_safe(wire, reader.done());
+  if (reader.done() && !reader.dot_lines() && !no_dot_lines(wire)) std::abort();
   (void)find_header(wire, "Message-ID");
   return 0;
 }
