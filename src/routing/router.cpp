@@ -50,16 +50,17 @@ std::vector<Queue*> Router::dispatch(const std::shared_ptr<const Message>& messa
     std::vector<Recipient> recipients;
   };
   const auto table = table_.load(std::memory_order_acquire);
-  const auto submit = [&message](Queue* q, std::string destination, std::vector<Recipient> rcpts) {
+  // `cfg`: one snapshot of the queue's settings for all of a message's jobs there.
+  const auto submit = [&message](Queue* q, const config::QueueSection& cfg, std::string destination,
+                                 std::vector<Recipient> rcpts) {
     Job job;
     job.message = message;
     job.destination = std::move(destination);
     job.recipients = std::move(rcpts);
-    const auto cfg_ptr = q->config();
-    if (cfg_ptr->max_size != 0 && message->body->size > cfg_ptr->max_size) {
+    if (cfg.max_size != 0 && message->body->size > cfg.max_size) {
       q->finish_unattempted(
           job, Outcome::Bounced,
-          smtp::make_reply(552, "5.3.4", "Message too big for queue " + cfg_ptr->name));
+          smtp::make_reply(552, "5.3.4", "Message too big for queue " + cfg.name));
       return;
     }
     q->submit(std::move(job));
@@ -69,7 +70,7 @@ std::vector<Queue*> Router::dispatch(const std::shared_ptr<const Message>& messa
     Queue* q = table->route(recipients[0].domain());
     if (q == nullptr) return {};
     std::string dest = q->destination_for(recipients[0].domain());
-    submit(q, std::move(dest), std::move(recipients));
+    submit(q, *q->config(), std::move(dest), std::move(recipients));
     return {q};
   }
   std::vector<Group> groups;
@@ -87,13 +88,14 @@ std::vector<Queue*> Router::dispatch(const std::shared_ptr<const Message>& messa
   }
   std::vector<Queue*> touched;
   for (auto& g : groups) {
-    const std::size_t batch = g.queue->config()->batch_size;
+    const auto cfg = g.queue->config();
+    const std::size_t batch = cfg->batch_size;
     for (std::size_t i = 0; i < g.recipients.size(); i += batch) {
       const std::size_t end = std::min(g.recipients.size(), i + batch);
       std::vector<Recipient> part(
           std::make_move_iterator(g.recipients.begin() + static_cast<std::ptrdiff_t>(i)),
           std::make_move_iterator(g.recipients.begin() + static_cast<std::ptrdiff_t>(end)));
-      submit(g.queue, g.destination, std::move(part));
+      submit(g.queue, *cfg, g.destination, std::move(part));
     }
     if (std::find(touched.begin(), touched.end(), g.queue) == touched.end())
       touched.push_back(g.queue);
