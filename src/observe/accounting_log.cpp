@@ -6,13 +6,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <ctime>
-#include <iterator>
 #include <stdexcept>
 
 #include "core/json.hpp"
+#include "smtp/decimal.hpp"
 
 namespace mma::observe {
 namespace {
@@ -37,14 +36,6 @@ void append_timestamp(std::string& out) {
                          static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10),
                          'Z'};
   out.append(millis, sizeof millis);
-}
-
-template <class Int>
-void append_number(std::string& out, Int n) {
-  char digits[24];
-  const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), n);
-  static_cast<void>(ec);  // 24 digits hold any 64-bit integer
-  out.append(digits, end);
 }
 
 }  // namespace
@@ -95,17 +86,17 @@ void AccountingLog::record(const AccountingEvent& e) {
   line += ",\"mx\":";
   append_json_string(line, e.mx);
   line += ",\"attempt\":";
-  append_number(line, e.recipient.attempts);
+  smtp::append_decimal(line, e.recipient.attempts);
   line += ",\"code\":";
-  append_number(line, e.reply.code);
+  smtp::append_decimal(line, e.reply.code);
   line += ",\"reply\":";
   scratch.clear();
   e.reply.append_summary(scratch);
   append_json_string(line, scratch);
   line += ",\"queue_ms\":";
-  append_number(line, e.queue_time.count());
+  smtp::append_decimal(line, e.queue_time.count());
   line += ",\"delivery_ms\":";
-  append_number(line, e.delivery_time.count());
+  smtp::append_decimal(line, e.delivery_time.count());
   line += "}\n";
   bool wake = false;
   {

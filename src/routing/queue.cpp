@@ -38,7 +38,7 @@ Queue::Queue(config::QueueSection cfg, observe::AccountingLog& log, net::EventLo
       loops_(loops),
       retry_timer_(loops.main()),
       advisor_(config()->advice_share, config()->advice_window, config()->advice_min) {
-  held_cfg_ = config();
+  cfg_locked_ = config();
   stats_.name = name_;
 }
 
@@ -49,8 +49,8 @@ void Queue::reconfigure(config::QueueSection next) {
   std::size_t spawn = 0;
   {
     std::lock_guard lock(mu_);
-    held_cfg_ = config();
-    const auto& c = held_cfg_;
+    cfg_locked_ = config();
+    const auto& c = cfg_locked_;
     // A higher throttle lets held sessions go on; a higher max_mta starts workers for what waits.
     if (c->throttle == 0 || pending_ < c->throttle) wake.swap(throttled_);
     while (spawn < pending_ && unbound_.empty() && !stopping_ && reserve_worker_locked()) ++spawn;

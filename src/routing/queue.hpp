@@ -215,7 +215,7 @@ class Queue {
   [[nodiscard]] unsigned destination_limit_locked() const;
   // The settings as the lock holder sees them: no atomic load (a lock and two reference counts)
   // each time, as config() costs; ~15 per message had made it 1.5% of the relay's CPU.
-  [[nodiscard]] const config::QueueSection& settings_locked() const { return *held_cfg_; }
+  [[nodiscard]] const config::QueueSection& settings_locked() const { return *cfg_locked_; }
 
   // Under mu_:
   [[nodiscard]] bool may_spawn_locked() const;
@@ -253,7 +253,7 @@ class Queue {
   std::atomic<Queue*> retry_queue_{nullptr};
 
   mutable std::mutex mu_;
-  std::shared_ptr<const config::QueueSection> held_cfg_;  // cfg_, as of the last reconfigure()
+  std::shared_ptr<const config::QueueSection> cfg_locked_;  // cfg_, as of the last reconfigure()
   std::unordered_map<std::string, Destination> dests_;
   std::deque<std::string> waiting_;             // destinations with pending jobs, oldest first
   static constexpr std::size_t kHostLook = 32;  // see waiting_on_host_locked

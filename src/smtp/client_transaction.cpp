@@ -1,7 +1,6 @@
 #include "smtp/client_transaction.hpp"
 
-#include <charconv>
-#include <iterator>
+#include "smtp/decimal.hpp"
 
 namespace mma::smtp {
 
@@ -43,7 +42,7 @@ ClientTransaction::ClientTransaction(TransactionInput in, const Extensions& ext)
   out_ += '>';
   if (ext.size) {
     out_ += " SIZE=";
-    append_number(in_.size);
+    append_decimal(out_, in_.size);
   }
   if (in_.eightbit && ext.eightbitmime) out_ += " BODY=8BITMIME";
   if (in_.smtputf8) out_ += " SMTPUTF8";
@@ -53,13 +52,6 @@ ClientTransaction::ClientTransaction(TransactionInput in, const Extensions& ext)
     next_rcpt_ = in_.recipients.size();
     queue_content_command();
   }
-}
-
-void ClientTransaction::append_number(std::uint64_t n) {
-  char digits[20];
-  const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), n);
-  static_cast<void>(ec);  // 20 digits hold any uint64
-  out_.append(digits, end);
 }
 
 void ClientTransaction::queue_rcpt(std::string_view address) {
@@ -82,7 +74,7 @@ void ClientTransaction::queue_content_command() {
   }
   // RFC 3030 §2: the reply to BDAT LAST is the message's final reply, as after DATA's ".".
   out_ += "BDAT ";
-  append_number(in_.chunk_size);
+  append_decimal(out_, in_.chunk_size);
   out_ += " LAST";
   end_command(Expect::DataDone);
   chunk_queued_ = true;

@@ -68,8 +68,7 @@ class ClientTransaction {
  private:
   void queue_command(std::string_view verb_and_arg, Expect e);
   void queue_rcpt(std::string_view address);
-  void end_command(Expect e);  // the line appended to out_ so far is complete
-  void append_number(std::uint64_t n);
+  void end_command(Expect e);    // the line appended to out_ so far is complete
   void queue_content_command();  // DATA, or BDAT with its chunk to follow
   void finish_with(const Reply& r, bool only_accepted);
   void after_data_reply(const Reply& r);

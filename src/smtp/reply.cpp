@@ -1,8 +1,8 @@
 #include "smtp/reply.hpp"
 
 #include <algorithm>
-#include <charconv>
-#include <iterator>
+
+#include "smtp/decimal.hpp"
 
 namespace mma::smtp {
 
@@ -13,10 +13,7 @@ std::string Reply::summary() const {
 }
 
 void Reply::append_summary(std::string& s) const {
-  char digits[12];
-  const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), code);
-  static_cast<void>(ec);  // an int fits
-  s.append(digits, end);
+  append_decimal(s, code);
   if (!enhanced.empty()) {
     s += ' ';
     s += enhanced;
