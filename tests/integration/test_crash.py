@@ -1,7 +1,9 @@
 """Durability: a campaign in `spooled` mode survives SIGKILL, twice, and every message the
 composer was told 250 for reaches the receiver; the same campaign in `received` mode shows
 the loss that mode accepts (docs/ACK_MODES.md)."""
+import collections
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -21,22 +23,63 @@ def run_campaign_with_kills(tmp, sink, ack, messages=20000, kills=2, seed=1):
                    f'[[queue]]\nname = "general"\nmx = ["{sink.address}"]\nmax_mta = 50\nmax_fail = 100000\n'
                    'max_retries = 1000\nretry_delay = "100ms"\nretry_delay_max = "500ms"\n')
     acked = Path(tmp) / f"{ack}-acked.txt"
+    composer_log = Path(tmp) / f"{ack}-compose.log"
     composer = subprocess.Popen([MMA, "compose", "--synthetic", str(messages), "--domains", "500", "-s",
                                  f"127.0.0.1:{port}", "-n", "10", "--progress", "never", "--reconnects", "1000",
-                                 "--acked-log", str(acked)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--acked-log", str(acked)], stdout=subprocess.DEVNULL,
+                                stderr=composer_log.open("wb"))
     serve = Process([MMA, "serve", "-c", str(cfg)], Path(tmp) / f"{ack}-0.log")
     for k in range(kills):
         # Kill at a random moment while the campaign is being taken in and delivered.
         target = rng.randint(messages // 10, messages * 6 // 10)
-        wait_until(lambda: acked.exists() and sum(1 for _ in acked.open()) >= target, timeout=120,
-                   what=f"{target} acknowledged messages")
+        wait_until(lambda: acknowledged(acked, serve) >= target, timeout=120, what=f"{target} acknowledged messages")
         serve.proc.send_signal(signal.SIGKILL)
         serve.proc.wait()
         serve.log.close()
         serve = Process([MMA, "serve", "-c", str(cfg)], Path(tmp) / f"{ack}-{k + 1}.log")
-    assert composer.wait(300 * SLOW) in (0, 3)
+    # The campaign takes seconds; a composer still running after minutes waits for an answer that
+    # will not come, and a relay that died will not give it. Say who waits for what.
+    deadline = time.time() + 120 * SLOW
+    while composer.poll() is None and serve.alive() and time.time() < deadline:
+        time.sleep(0.1)
+    code = composer.poll()
+    if code is None:
+        report = stalled_campaign_report(tmp, ack, port, serve, composer_log, acked)
+        composer.kill()
+        composer.wait()
+        serve.stop(signal.SIGKILL)
+        raise AssertionError("the composer did not finish\n" + report)
+    assert code in (0, 3), composer_log.read_text(errors="replace")[-3000:]
     ids = [l.strip() for l in acked.open() if l.strip()]
     return serve, ids, acct
+
+
+def acknowledged(acked, serve):
+    # A relay that died (its spool unreadable at a restart, say) fails the test with its log now.
+    assert serve.alive(), f"mma serve exited with {serve.proc.returncode}:\n" + serve.output()[-3000:]
+    return sum(1 for _ in acked.open()) if acked.exists() else 0
+
+
+def stalled_campaign_report(tmp, ack, port, serve, composer_log, acked):
+    """What the relay and the composer were doing: their logs, the sockets between them with
+    their unread bytes (Recv-Q), and the relay's threads when gdb is at hand."""
+    lines = [f"relay alive: {serve.alive()}, acknowledged: {sum(1 for _ in acked.open())}"]
+    if serve.alive():
+        serve.proc.send_signal(signal.SIGUSR1)  # queue statistics into its log, if a loop answers
+        time.sleep(1)
+    for log in sorted(Path(tmp).glob(f"{ack}-[0-9]*.log")):
+        lines += [f"--- {log.name} (last 25 lines)"] + log.read_text(errors="replace").splitlines()[-25:]
+    errors = collections.Counter(l.split(": ", 2)[-1] for l in composer_log.read_text(errors="replace").splitlines())
+    lines += ["--- composer's errors (count, text)"] + [f"{n:6} {t}" for t, n in errors.most_common(15)]
+    ss = subprocess.run(["ss", "-tnpo", f"( sport = :{port} or dport = :{port} )"], capture_output=True,
+                        text=True)
+    lines += ["--- sockets of the relay's port"] + ss.stdout.splitlines()
+    if serve.alive() and shutil.which("gdb"):
+        bt = subprocess.run(["gdb", "-p", str(serve.proc.pid), "-batch", "-ex", "thread apply all bt 12"],
+                            capture_output=True, text=True, timeout=60)
+        lines += ["--- relay threads"] + [l for l in bt.stdout.splitlines()
+                                           if l.startswith("Thread") or "mma::" in l or " in main " in l]
+    return "\n".join(lines)
 
 
 def received_ids(sink):
