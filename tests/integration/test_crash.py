@@ -29,26 +29,31 @@ def run_campaign_with_kills(tmp, sink, ack, messages=20000, kills=2, seed=1):
                                  "--acked-log", str(acked)], stdout=subprocess.DEVNULL,
                                 stderr=composer_log.open("wb"))
     serve = Process([MMA, "serve", "-c", str(cfg)], Path(tmp) / f"{ack}-0.log")
-    for k in range(kills):
-        # Kill at a random moment while the campaign is being taken in and delivered.
-        target = rng.randint(messages // 10, messages * 6 // 10)
-        wait_until(lambda: acknowledged(acked, serve) >= target, timeout=120, what=f"{target} acknowledged messages")
-        serve.proc.send_signal(signal.SIGKILL)
-        serve.proc.wait()
-        serve.log.close()
-        serve = Process([MMA, "serve", "-c", str(cfg)], Path(tmp) / f"{ack}-{k + 1}.log")
-    # The campaign takes seconds; a composer still running after minutes waits for an answer that
-    # will not come, and a relay that died will not give it. Say who waits for what.
-    deadline = time.time() + 120 * SLOW
-    while composer.poll() is None and serve.alive() and time.time() < deadline:
-        time.sleep(0.1)
-    code = composer.poll()
-    if code is None:
-        report = stalled_campaign_report(tmp, ack, port, serve, composer_log, acked)
+    try:
+        for k in range(kills):
+            # Kill at a random moment while the campaign is being taken in and delivered.
+            target = rng.randint(messages // 10, messages * 6 // 10)
+            wait_until(lambda: acknowledged(acked, serve) >= target, timeout=120,
+                       what=f"{target} acknowledged messages")
+            serve.proc.send_signal(signal.SIGKILL)
+            serve.proc.wait()
+            serve.log.close()
+            serve = Process([MMA, "serve", "-c", str(cfg)], Path(tmp) / f"{ack}-{k + 1}.log")
+        # The campaign takes seconds; a composer still running after minutes waits for an answer
+        # that will not come, and a relay that died will not give it. Say who waits for what.
+        deadline = time.time() + 120 * SLOW
+        while composer.poll() is None and serve.alive() and time.time() < deadline:
+            time.sleep(0.1)
+        code = composer.poll()
+        if code is None:
+            raise AssertionError("the composer did not finish\n" +
+                                 stalled_campaign_report(tmp, ack, port, serve, composer_log, acked))
+    except BaseException:
+        # Neither may outlive a failed test: a relay left running would load the tests after it.
         composer.kill()
         composer.wait()
         serve.stop(signal.SIGKILL)
-        raise AssertionError("the composer did not finish\n" + report)
+        raise
     assert code in (0, 3), composer_log.read_text(errors="replace")[-3000:]
     ids = [l.strip() for l in acked.open() if l.strip()]
     return serve, ids, acct
