@@ -36,7 +36,8 @@ namespace {
 
 using std::chrono::milliseconds;
 
-void log_stats(const std::vector<std::unique_ptr<routing::Queue>>& queues) {
+void log_stats(const std::vector<std::unique_ptr<routing::Queue>>& queues,
+               const spool::Spool* spool) {
   for (const auto& q : queues) {
     const routing::QueueStats s = q->stats();
     spdlog::info(
@@ -46,6 +47,16 @@ void log_stats(const std::vector<std::unique_ptr<routing::Queue>>& queues) {
         s.name, s.msg_count, s.workers, s.ready, s.queued, s.in_flight, s.retrying, s.peak_mtas,
         s.peak_msgs, s.delivered, s.bounced, s.failed, s.deferred, s.reused);
   }
+  if (spool == nullptr) return;
+  // Group size and commit time say whether the spool's disk, not the relay, holds the clients.
+  const spool::SpoolStats s = spool->stats();
+  const double per_group = s.groups ? static_cast<double>(s.commits) / s.groups : 0;
+  const double commit_ms = s.groups ? static_cast<double>(s.commit_us) / s.groups / 1000 : 0;
+  spdlog::info(
+      "spool: stored={} recipients={} groups={} syncs={} per_group={:.1f} commit_ms={:.2f} "
+      "commit_max_ms={:.1f} removed={} refused={}",
+      s.messages_stored, s.recipients_stored, s.groups, s.syncs, per_group, commit_ms,
+      static_cast<double>(s.commit_max_us) / 1000, s.removed, s.failures);
 }
 
 class Daemon {
@@ -405,7 +416,7 @@ class Daemon {
     signals_.async_wait([this](std::error_code ec, int sig) {
       if (ec) return;
       if (sig == SIGUSR1) {
-        log_stats(queues_);
+        log_stats(queues_, spool_.get());
       } else if (sig == SIGHUP) {
         if (!shutting_down_ && !opts_.config_path.empty()) reload();
       } else {
@@ -423,7 +434,7 @@ class Daemon {
     stats_timer_.expires_after(interval);
     stats_timer_.async_wait([this](std::error_code ec) {
       if (ec) return;
-      log_stats(queues_);
+      log_stats(queues_, spool_.get());
       start_stats_timer();
     });
   }
@@ -497,7 +508,7 @@ class Daemon {
           "{} recipient(s) were in transactions that did not end in time: their fate is unknown{}",
           unknown, spool_ ? " (those in the spool are tried again after the next start)" : "");
     }
-    log_stats(queues_);
+    log_stats(queues_, spool_.get());
     loops_.stop();
   }
 

@@ -9,6 +9,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -254,6 +255,7 @@ void Spool::writer() {
       }
     }
     if (!commits.empty()) {
+      const auto group_start = std::chrono::steady_clock::now();
       // Group commit: every waiting message in one write of the log, synced once for all.
       rocksdb::Status failure =
           healthy_ ? rocksdb::Status::OK() : rocksdb::Status::IOError("spool unwritable");
@@ -322,8 +324,15 @@ void Spool::writer() {
         // The spool owns the file now: it goes with the message's last recipient.
         if (failure.ok() && c->body->file) c->body->file->keep(true);
       }
+      const auto us =
+          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                         std::chrono::steady_clock::now() - group_start)
+                                         .count());
       lock.lock();
       stats_.commits += commits.size();
+      stats_.groups += 1;
+      stats_.commit_us += us;
+      stats_.commit_max_us = std::max(stats_.commit_max_us, us);
       stats_.syncs += opts_.sync && failure.ok() ? 1 : 0;
       stats_.messages_stored += failure.ok() ? commits.size() : 0;
       stats_.recipients_stored += recipients;

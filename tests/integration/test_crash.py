@@ -68,10 +68,13 @@ def acknowledged(acked, serve):
 def stalled_campaign_report(tmp, ack, port, serve, composer_log, acked):
     """What the relay and the composer were doing: their logs, the sockets between them with
     their unread bytes (Recv-Q), and the relay's threads when gdb is at hand."""
-    lines = [f"relay alive: {serve.alive()}, acknowledged: {sum(1 for _ in acked.open())}"]
+    before = sum(1 for _ in acked.open())
     if serve.alive():
         serve.proc.send_signal(signal.SIGUSR1)  # queue statistics into its log, if a loop answers
-        time.sleep(1)
+    time.sleep(2)
+    # Slow (a disk whose syncs take long) or stuck (an answer lost)?
+    lines = [f"relay alive: {serve.alive()}, acknowledged: {before}, "
+             f"{sum(1 for _ in acked.open()) - before} more in the next 2 s"]
     for log in sorted(Path(tmp).glob(f"{ack}-[0-9]*.log")):
         lines += [f"--- {log.name} (last 25 lines)"] + log.read_text(errors="replace").splitlines()[-25:]
     errors = collections.Counter(l.split(": ", 2)[-1] for l in composer_log.read_text(errors="replace").splitlines())

@@ -64,6 +64,32 @@ def test_sigusr1_logs_queue_statistics_and_sigterm_exits_cleanly(sink, serve):
     assert "all queues are empty" in srv.output()
 
 
+def test_statistics_include_the_spool_group_commits(sink, serve, tmp_path):
+    s = sink()
+    port = free_port()
+    srv = serve(f'[spool]\npath = "{tmp_path / "spool"}"\n' + listener(port, ack="spooled") +
+                DEFAULT_QUEUE.format(mx=s.address))
+    r = subprocess.run([MMA, "compose", "--synthetic", "200", "--domains", "5", "-s", f"127.0.0.1:{port}",
+                        "-n", "8", "--progress", "never"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    srv.wait_finals(200)
+    srv.process.proc.send_signal(signal.SIGUSR1)
+    line = wait_until(lambda: next((l for l in srv.output().splitlines() if "spool: stored=" in l), None),
+                      what="spool statistics in the log")
+    f = dict(kv.split("=") for kv in line.split("spool: ", 1)[1].split())
+    assert f["stored"] == "200" and f["recipients"] == "200" and f["refused"] == "0", line
+    groups = int(f["groups"])
+    # Every message was synced, in at most one group each, and 8 sessions could share a sync.
+    assert 1 <= groups <= 200 and int(f["syncs"]) == groups, line
+    assert abs(float(f["per_group"]) - 200 / groups) < 0.1, line
+    assert float(f["commit_ms"]) <= float(f["commit_max_ms"]), line
+
+    def all_removed():
+        srv.process.proc.send_signal(signal.SIGUSR1)
+        return "removed=200 " in srv.output()
+    wait_until(all_removed, interval=0.2, what="every delivered recipient removed from the spool")
+
+
 def test_statistics_are_logged_at_the_interval(sink, serve):
     s = sink()
     srv = serve(listener(free_port()) + DEFAULT_QUEUE.format(mx=s.address), stats_interval="200ms")

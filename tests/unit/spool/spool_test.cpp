@@ -83,7 +83,17 @@ TEST_F(SpoolTest, WhatIsStoredIsRecoveredUntilItsRecipientsAreDone) {
     m1->spooled->recipient_final(1);  // b done
     m2->spooled->recipient_final(0);  // M2 entirely done
     spool.flush();
-    EXPECT_EQ(spool.stats().messages_stored, 2u);
+    const SpoolStats st = spool.stats();
+    EXPECT_EQ(st.messages_stored, 2u);
+    EXPECT_EQ(st.recipients_stored, 4u);
+    // Stored one after the other: two groups of one, each synced and timed.
+    EXPECT_EQ(st.commits, 2u);
+    EXPECT_EQ(st.groups, 2u);
+    EXPECT_EQ(st.syncs, 2u);
+    EXPECT_EQ(st.removed, 2u);
+    EXPECT_GT(st.commit_us, 0u);
+    EXPECT_GE(st.commit_max_us * st.groups, st.commit_us);
+    EXPECT_LE(st.commit_max_us, st.commit_us);
   }
   Spool again(SpoolOptions{dir, true, 0});
   std::vector<std::pair<std::shared_ptr<Message>, std::vector<Recipient>>> got;
