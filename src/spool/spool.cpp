@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <rocksdb/db.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
@@ -90,6 +91,15 @@ bool Spool::open_db() {
   o.enable_blob_garbage_collection = true;
   // What matters is in the log; a flush at close could only fail on a full disk.
   o.avoid_flush_during_shutdown = true;
+  // The running relay only writes: records in, deletions after delivery, one writer thread.
+  // A vector memtable appends each entry and sorts once, on the flush thread; the default skip
+  // list sorted each of the ~6 entries per message on the writer thread, whose time every
+  // waiting session shares (zero, spooled: 1.25x the messages/s, 0.84x the CPU). Reading a
+  // vector memtable sorts a copy, so nothing may read one: recover() reads only just after
+  // Open, which has flushed what the log replayed into an SST (avoid_flush_during_recovery).
+  o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
+  o.allow_concurrent_memtable_write = false;  // the vector is not for concurrent inserts
+  o.avoid_flush_during_recovery = false;
   rocksdb::DB* db = nullptr;
   const rocksdb::Status s = rocksdb::DB::Open(o, opts_.path, &db);
   if (!s.ok()) {
