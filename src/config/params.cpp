@@ -18,7 +18,8 @@ constexpr std::array kParams{
           "Accounting log: one JSON line per recipient event (deferred, and the one final outcome: "
           "delivered, bounced, failed)."},
     Param{"server", "stats_interval", "duration", "\"60s\"",
-          "How often queue and spool statistics are logged (also on SIGUSR1); 0 disables the periodic log."},
+          "How often queue and spool statistics are logged (also on SIGUSR1); 0 disables the "
+          "periodic log."},
     Param{"server", "shutdown_grace", "duration", "\"30s\"",
           "On SIGTERM/SIGINT: how long to keep delivering what is queued before exiting."},
     Param{"server", "user", "string", "(none)",
