@@ -42,14 +42,20 @@ net::Task<void> connection(Run& run, unsigned id) {
   config::Timeouts t;
   const delivery::TlsOptions no_tls;
   t.banner = t.command = t.data = t.data_done = run.opts.timeout;
+  asio::steady_timer pause(ex);
   auto session = [&]() -> net::Task<void> {
     for (int attempt = 0; attempt < run.opts.reconnects && !run.exhausted; ++attempt) {
+      // Before another try after a refusal: a relay that refused a connection, or greeted it
+      // with 421 (at its max_connections), is not asked again at once, 1000 times in a second.
+      if (attempt > 0 && !client.connected()) {
+        pause.expires_after(milliseconds(500));
+        co_await pause.async_wait(net::use_tuple);
+        if (run.exhausted) break;
+      }
       net::Connected c = co_await net::connect(run.opts.server, milliseconds(30'000));
       if (!c.stream) {
         std::fprintf(stderr, "compose: connection %u: %s: %s\n", id,
                      run.opts.server.to_string().c_str(), c.ec.message().c_str());
-        asio::steady_timer pause(ex, milliseconds(500));
-        co_await pause.async_wait(net::use_tuple);
         continue;
       }
       client.attach(std::move(c.stream), c.address);

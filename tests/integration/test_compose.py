@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import MMA, SLOW, Process, free_port, listener, wait_until
+from harness import DEFAULT_QUEUE, MMA, SLOW, Process, free_port, listener, wait_until
 
 
 def make_sample(tmp, subscribers=2000, domains=50):
@@ -224,3 +224,21 @@ def test_a_source_that_breaks_midway_stops_the_campaign_with_its_reason_and_keep
     assert out.returncode == 1, out.stdout + out.stderr
     assert "source failed" in out.stderr and "list.csv" in out.stderr and "302" in out.stderr, out.stderr
     assert len((campaign.parent / "list.csv.autumn-news.sent").read_text().split()) == 300
+
+
+def test_a_refused_greeting_is_retried_after_a_pause_not_at_once(sink, serve):
+    # A relay at max_connections greets the composer's extra connections with 421. Each of them
+    # waits before it tries again, as after a refused connect: no storm of connections, and
+    # its attempts last as long as the campaign, not a few milliseconds.
+    s = sink()
+    port = free_port()
+    serve(listener(port, extra="max_connections = 1") + DEFAULT_QUEUE.format(mx=s.address))
+    r = subprocess.run([MMA, "compose", "--synthetic", "100", "--domains", "5", "-s", f"127.0.0.1:{port}",
+                        "-n", "4", "--progress", "never", "--reconnects", "1000"],
+                       capture_output=True, text=True, timeout=120 * SLOW)
+    assert r.returncode == 0, r.stderr[-2000:]
+    refused = [l for l in r.stderr.splitlines() if "greeted with 421" in l]
+    assert refused, r.stderr[-2000:]
+    # Retried at once, the three extra connections were refused ~280 times in the campaign's
+    # second; 0.5 s apart, a few times each.
+    assert len(refused) < 3 * 20, f"{len(refused)} refused greetings"
