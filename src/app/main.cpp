@@ -196,7 +196,9 @@ int main(int argc, char** argv) {
                           "Also write the summary as JSON here");
   compose_cmd->add_option("--acked-log", inj.acked_log,
                           "Append the Message-ID of every accepted message here");
-  compose_cmd->add_option("--reconnects", inj.reconnects, "Attempts per connection after a failure")
+  compose_cmd
+      ->add_option("--reconnects", inj.reconnects,
+                   "Attempts per connection after a failure, 0.5 s apart")
       ->capture_default_str();
 
   auto* ref_cmd =
