@@ -54,7 +54,7 @@ void log_stats(const std::vector<std::unique_ptr<routing::Queue>>& queues,
   const double commit_ms = s.groups ? static_cast<double>(s.commit_us) / s.groups / 1000 : 0;
   spdlog::info(
       "spool: stored={} recipients={} groups={} syncs={} per_group={:.1f} commit_ms={:.2f} "
-      "commit_max_ms={:.1f} removed={} refused={}",
+      "commit_max_ms={:.2f} removed={} refused={}",
       s.messages_stored, s.recipients_stored, s.groups, s.syncs, per_group, commit_ms,
       static_cast<double>(s.commit_max_us) / 1000, s.removed, s.failures);
 }

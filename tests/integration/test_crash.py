@@ -48,13 +48,13 @@ def run_campaign_with_kills(tmp, sink, ack, messages=20000, kills=2, seed=1):
         if code is None:
             raise AssertionError("the composer did not finish\n" +
                                  stalled_campaign_report(tmp, ack, port, serve, composer_log, acked))
+        assert code in (0, 3), composer_log.read_text(errors="replace")[-3000:]
     except BaseException:
         # Neither may outlive a failed test: a relay left running would load the tests after it.
         composer.kill()
         composer.wait()
         serve.stop(signal.SIGKILL)
         raise
-    assert code in (0, 3), composer_log.read_text(errors="replace")[-3000:]
     ids = [l.strip() for l in acked.open() if l.strip()]
     return serve, ids, acct
 
@@ -67,26 +67,53 @@ def acknowledged(acked, serve):
 
 def stalled_campaign_report(tmp, ack, port, serve, composer_log, acked):
     """What the relay and the composer were doing: their logs, the sockets between them with
-    their unread bytes (Recv-Q), and the relay's threads when gdb is at hand."""
-    before = sum(1 for _ in acked.open())
+    their unread bytes (Recv-Q), and the relay's threads when gdb is at hand. Each part on its
+    own: one that fails says so and does not hide the stall."""
+    lines = []
+
+    def part(what):
+        try:
+            lines.extend(what())
+        except Exception as e:  # noqa: BLE001 - a report, not a check
+            lines.append(f"({what.__name__}: {e!r})")
+
+    def count():
+        return sum(1 for _ in acked.open()) if acked.exists() else 0
+
+    before = count()
     if serve.alive():
-        serve.proc.send_signal(signal.SIGUSR1)  # queue statistics into its log, if a loop answers
+        serve.proc.send_signal(signal.SIGUSR1)  # queue and spool statistics, if a loop answers
     time.sleep(2)
-    # Slow (a disk whose syncs take long) or stuck (an answer lost)?
-    lines = [f"relay alive: {serve.alive()}, acknowledged: {before}, "
-             f"{sum(1 for _ in acked.open()) - before} more in the next 2 s"]
-    for log in sorted(Path(tmp).glob(f"{ack}-[0-9]*.log")):
-        lines += [f"--- {log.name} (last 25 lines)"] + log.read_text(errors="replace").splitlines()[-25:]
-    errors = collections.Counter(l.split(": ", 2)[-1] for l in composer_log.read_text(errors="replace").splitlines())
-    lines += ["--- composer's errors (count, text)"] + [f"{n:6} {t}" for t, n in errors.most_common(15)]
-    ss = subprocess.run(["ss", "-tnpo", f"( sport = :{port} or dport = :{port} )"], capture_output=True,
-                        text=True)
-    lines += ["--- sockets of the relay's port"] + ss.stdout.splitlines()
-    if serve.alive() and shutil.which("gdb"):
+
+    def progress():  # slow (a disk whose syncs take long) or stuck (an answer lost)?
+        return [f"relay alive: {serve.alive()}, acknowledged: {before}, {count() - before} more in the next 2 s"]
+
+    def logs():
+        out = []
+        for log in sorted(Path(tmp).glob(f"{ack}-[0-9]*.log")):
+            out += [f"--- {log.name} (last 25 lines)"] + log.read_text(errors="replace").splitlines()[-25:]
+        return out
+
+    def composer_errors():
+        text = composer_log.read_text(errors="replace").splitlines()
+        errors = collections.Counter(l.split(": ", 2)[-1] for l in text)
+        return ["--- composer's errors (count, text)"] + [f"{n:6} {t}" for t, n in errors.most_common(15)]
+
+    def sockets():
+        ss = subprocess.run(["ss", "-tnpo", f"( sport = :{port} or dport = :{port} )"], capture_output=True,
+                            text=True, timeout=30)
+        return ["--- sockets of the relay's port"] + ss.stdout.splitlines()
+
+    def threads():
+        if not serve.alive() or not shutil.which("gdb"):
+            return []
         bt = subprocess.run(["gdb", "-p", str(serve.proc.pid), "-batch", "-ex", "thread apply all bt 12"],
-                            capture_output=True, text=True, timeout=60)
-        lines += ["--- relay threads"] + [l for l in bt.stdout.splitlines()
-                                           if l.startswith("Thread") or "mma::" in l or " in main " in l]
+                            capture_output=True, text=True, timeout=120)
+        return ["--- relay threads"] + [l for l in bt.stdout.splitlines()
+                                        if l.startswith("Thread") or "mma::" in l or " in main " in l]
+
+    for what in (progress, logs, composer_errors, sockets, threads):
+        part(what)
     return "\n".join(lines)
 
 

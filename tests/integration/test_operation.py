@@ -4,7 +4,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from harness import MMA, ROOT, DEFAULT_QUEUE, free_port, listener, wait_until
+from harness import MMA, ROOT, DEFAULT_QUEUE, SLOW, free_port, listener, wait_until
 
 
 
@@ -70,7 +70,7 @@ def test_statistics_include_the_spool_group_commits(sink, serve, tmp_path):
     srv = serve(f'[spool]\npath = "{tmp_path / "spool"}"\n' + listener(port, ack="spooled") +
                 DEFAULT_QUEUE.format(mx=s.address))
     r = subprocess.run([MMA, "compose", "--synthetic", "200", "--domains", "5", "-s", f"127.0.0.1:{port}",
-                        "-n", "8", "--progress", "never"], capture_output=True, text=True, timeout=60)
+                        "-n", "8", "--progress", "never"], capture_output=True, text=True, timeout=60 * SLOW)
     assert r.returncode == 0, r.stderr
     srv.wait_finals(200)
     srv.process.proc.send_signal(signal.SIGUSR1)

@@ -116,6 +116,32 @@ TEST_F(SpoolTest, WhatIsStoredIsRecoveredUntilItsRecipientsAreDone) {
   EXPECT_EQ(again.recover([](auto, auto) { FAIL(); }), 0u);
 }
 
+TEST_F(SpoolTest, RecipientsFinishedDuringRecoveryLeaveTheOtherMessagesWhole) {
+  // The daemon fails a recipient that no queue routes any more while the spool is recovered:
+  // its deletion reaches the database (the writer thread) before later messages are read.
+  {
+    Spool spool(SpoolOptions{dir, true, 0});
+    for (const char* id : {"R1", "R2", "R3"}) {
+      auto m = message(id);
+      ASSERT_FALSE(store(spool, *m, {{"a@x.test", 0, 0}}));
+    }
+  }
+  Spool again(SpoolOptions{dir, true, 0});
+  std::vector<std::string> bodies;
+  const std::size_t n = again.recover([&](std::shared_ptr<Message> m, std::vector<Recipient> r) {
+    bodies.push_back(m->body->wire);
+    if (m->id == "R1") {
+      m->spooled->recipient_final(r[0].index);
+      again.flush();  // written now, in the middle of the recovery
+    }
+  });
+  EXPECT_EQ(n, 3u);
+  ASSERT_EQ(bodies.size(), 3u);
+  EXPECT_EQ(bodies[1], "Message-ID: <R2>\r\n\r\nhello\r\n");
+  EXPECT_EQ(bodies[2], "Message-ID: <R3>\r\n\r\nhello\r\n");
+  EXPECT_EQ(again.stats().removed, 1u);
+}
+
 TEST_F(SpoolTest, ABodyInAFileIsSpooledByNameRecoveredAndRemovedWithItsLastRecipient) {
   const std::string content = "Message-ID: <F1>\r\n\r\n" + std::string(100000, 'x') + "\r\n";
   std::string body_path;
