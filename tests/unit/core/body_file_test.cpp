@@ -16,7 +16,10 @@ namespace {
 class BodyFileTest : public ::testing::Test {
  protected:
   std::string dir = ::testing::TempDir() + "/body_file_test_" + std::to_string(::getpid());
-  void SetUp() override { std::filesystem::create_directories(dir); }
+  void SetUp() override {
+    std::filesystem::remove_all(dir);  // left by an earlier run whose process had this pid
+    std::filesystem::create_directories(dir);
+  }
   void TearDown() override { std::filesystem::remove_all(dir); }
 
   static std::string read_all(const BodyFile& f, std::size_t block) {

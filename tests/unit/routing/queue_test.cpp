@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
 #include <map>
 
@@ -72,8 +73,15 @@ class QueueTest : public ::testing::Test {
     return n;
   }
 
-  std::string path = ::testing::TempDir() + "/queue_test_" + std::to_string(::getpid()) + "_" +
-                     ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".jsonl";
+  // Removed before the log opens it (appending): a file left by an earlier run whose process
+  // had the same pid would add its lines to this test's counts.
+  static std::string fresh_file(std::string p) {
+    std::filesystem::remove(p);
+    return p;
+  }
+  std::string path =
+      fresh_file(::testing::TempDir() + "/queue_test_" + std::to_string(::getpid()) + "_" +
+                 ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".jsonl");
   observe::AccountingLog log{path};
   net::EventLoops loops{1};
   Queue q{cfg(), log, loops};
@@ -82,6 +90,7 @@ class QueueTest : public ::testing::Test {
   void SetUp() override {
     q.set_spawner([this](Queue&, bool) { ++spawned; });
   }
+  void TearDown() override { std::filesystem::remove(path); }
 };
 
 TEST_F(QueueTest, StartsWorkersForTheBacklogUpToMaxMta) {
