@@ -59,10 +59,14 @@ def run_campaign_with_kills(tmp, sink, ack, messages=20000, kills=2, seed=1):
     return serve, ids, acct
 
 
+def acked_count(acked):
+    return sum(1 for _ in acked.open()) if acked.exists() else 0
+
+
 def acknowledged(acked, serve):
     # A relay that died (its spool unreadable at a restart, say) fails the test with its log now.
     assert serve.alive(), f"mma serve exited with {serve.proc.returncode}:\n" + serve.output()[-3000:]
-    return sum(1 for _ in acked.open()) if acked.exists() else 0
+    return acked_count(acked)
 
 
 def stalled_campaign_report(tmp, ack, port, serve, composer_log, acked):
@@ -77,16 +81,14 @@ def stalled_campaign_report(tmp, ack, port, serve, composer_log, acked):
         except Exception as e:  # noqa: BLE001 - a report, not a check
             lines.append(f"({what.__name__}: {e!r})")
 
-    def count():
-        return sum(1 for _ in acked.open()) if acked.exists() else 0
-
-    before = count()
+    before = acked_count(acked)
     if serve.alive():
         serve.proc.send_signal(signal.SIGUSR1)  # queue and spool statistics, if a loop answers
     time.sleep(2)
 
     def progress():  # slow (a disk whose syncs take long) or stuck (an answer lost)?
-        return [f"relay alive: {serve.alive()}, acknowledged: {before}, {count() - before} more in the next 2 s"]
+        return [f"relay alive: {serve.alive()}, acknowledged: {before}, "
+                f"{acked_count(acked) - before} more in the next 2 s"]
 
     def logs():
         out = []
