@@ -137,7 +137,8 @@ int main(int argc, char** argv) {
   compose::InjectOptions& inj = run.inject;
   compose::SampleOptions sample;
   std::size_t synthetic = 0;
-  std::string server = "127.0.0.1:2525", progress = "auto", sample_dir;
+  std::string progress = "auto", sample_dir;
+  std::vector<std::string> servers;
   bool plan = false, no_resume = false;
   std::size_t preview = 0;
   auto* compose_cmd = app.add_subcommand(
@@ -186,8 +187,11 @@ int main(int argc, char** argv) {
   compose_cmd->add_option("--sender", syn.sender, "Envelope sender")->capture_default_str();
   compose_cmd->add_option("--campaign", syn.campaign, "Campaign name (in Message-IDs)")
       ->capture_default_str();
-  compose_cmd->add_option("--server,-s", server, "Where to inject: host:port or unix:/path")
-      ->capture_default_str();
+  compose_cmd
+      ->add_option("--server,-s", servers,
+                   "Where to inject: host:port or unix:/path. Repeat it to spread the connections "
+                   "over several relays, round robin")
+      ->default_str("127.0.0.1:2525");
   compose_cmd->add_option("--connections,-n", inj.connections, "Parallel connections")
       ->capture_default_str();
   compose_cmd->add_flag("--lmtp", inj.lmtp, "Speak LMTP");
@@ -298,7 +302,8 @@ int main(int argc, char** argv) {
   }
   if (compose_cmd->parsed()) {
     try {
-      inj.server = endpoint_arg(server, 25);
+      if (servers.empty()) servers.emplace_back("127.0.0.1:2525");
+      for (const auto& s : servers) inj.servers.push_back(endpoint_arg(s, 25));
     } catch (const CLI::Error& e) {
       return app.exit(e);
     }

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <functional>
+#include <stdexcept>
 
 #include "core/json.hpp"
 #include "delivery/smtp_client.hpp"
@@ -43,6 +44,7 @@ net::Task<void> connection(Run& run, unsigned id) {
   const delivery::TlsOptions no_tls;
   t.banner = t.command = t.data = t.data_done = run.opts.timeout;
   asio::steady_timer pause(ex);
+  const config::Endpoint& server = run.opts.servers[id % run.opts.servers.size()];
   auto session = [&]() -> net::Task<void> {
     for (int attempt = 0; attempt < run.opts.reconnects && !run.exhausted; ++attempt) {
       // Before another try after a refusal: a relay that refused a connection, or greeted it
@@ -52,10 +54,10 @@ net::Task<void> connection(Run& run, unsigned id) {
         co_await pause.async_wait(net::use_tuple);
         if (run.exhausted) break;
       }
-      net::Connected c = co_await net::connect(run.opts.server, milliseconds(30'000));
+      net::Connected c = co_await net::connect(server, milliseconds(30'000));
       if (!c.stream) {
-        std::fprintf(stderr, "compose: connection %u: %s: %s\n", id,
-                     run.opts.server.to_string().c_str(), c.ec.message().c_str());
+        std::fprintf(stderr, "compose: connection %u: %s: %s\n", id, server.to_string().c_str(),
+                     c.ec.message().c_str());
         continue;
       }
       client.attach(std::move(c.stream), c.address);
@@ -159,6 +161,7 @@ void print_progress(const Run& run, bool tty, bool final) {
 }  // namespace
 
 InjectResult inject(MessageSource& source, const InjectOptions& opts) {
+  if (opts.servers.empty()) throw std::invalid_argument("no server to inject into");
   asio::io_context ctx(1);
   Run run{source, opts, {}};
   // Ctrl-C: finish what is in flight, so that its answers are recorded; twice: stop now.

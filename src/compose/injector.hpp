@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "compose/message_source.hpp"
 #include "config/endpoint.hpp"
@@ -14,7 +15,8 @@
 namespace mma::compose {
 
 struct InjectOptions {
-  config::Endpoint server;
+  // Connection i injects into servers[i % size]: one relay, or a cluster of them.
+  std::vector<config::Endpoint> servers;
   std::size_t connections = 20;
   bool lmtp = false;
   std::string helo = "composer.test";
