@@ -27,6 +27,9 @@ namespace {
 
 using namespace mma;
 
+// The listener of the README's example configuration.
+constexpr const char* kDefaultInjectServer = "127.0.0.1:2525";
+
 std::chrono::milliseconds duration_arg(const std::string& s, const char* what) {
   if (s.empty()) return std::chrono::milliseconds(0);
   auto d = config::parse_duration(s);
@@ -187,11 +190,14 @@ int main(int argc, char** argv) {
   compose_cmd->add_option("--sender", syn.sender, "Envelope sender")->capture_default_str();
   compose_cmd->add_option("--campaign", syn.campaign, "Campaign name (in Message-IDs)")
       ->capture_default_str();
+  // One value per -s: a vector option would otherwise also take the campaign file after it.
   compose_cmd
       ->add_option("--server,-s", servers,
                    "Where to inject: host:port or unix:/path. Repeat it to spread the connections "
-                   "over several relays, round robin")
-      ->default_str("127.0.0.1:2525");
+                   "over several relays, round robin (no failover: each connection keeps to its "
+                   "own)")
+      ->allow_extra_args(false)
+      ->default_str(kDefaultInjectServer);
   compose_cmd->add_option("--connections,-n", inj.connections, "Parallel connections")
       ->capture_default_str();
   compose_cmd->add_flag("--lmtp", inj.lmtp, "Speak LMTP");
@@ -302,7 +308,7 @@ int main(int argc, char** argv) {
   }
   if (compose_cmd->parsed()) {
     try {
-      if (servers.empty()) servers.emplace_back("127.0.0.1:2525");
+      if (servers.empty()) servers.emplace_back(kDefaultInjectServer);
       for (const auto& s : servers) inj.servers.push_back(endpoint_arg(s, 25));
     } catch (const CLI::Error& e) {
       return app.exit(e);
