@@ -125,8 +125,9 @@ constexpr std::array kParams{
           "Exchangers tried per destination, in preference order."},
     Param{"queue", "connection_cache", "integer", "5",
           "DNS-routed queues: idle connections are kept open to this many most recently used "
-          "destinations (patent: the connection cache, LRU). At max_mta, the least recently used "
-          "idle connection is closed to serve a new destination."},
+          "servers (MX hosts; patent: the connection cache, LRU), each serving every domain whose "
+          "best MX it is. At max_mta, the least recently used idle connection is closed to serve "
+          "a new destination."},
     Param{"queue", "destination_concurrency", "integer", "20",
           "DNS-routed queues: connections at most to one destination."},
     Param{"queue", "max_fail", "integer", "5",

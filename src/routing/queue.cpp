@@ -29,6 +29,23 @@ void erase_one(std::vector<T>& v, const T& x) {
   if (it != v.rend()) v.erase(std::next(it).base());
 }
 
+// In a DNS-routed queue an idle connection is filed under its server, not under the domain it
+// last served: it serves every domain whose best MX that server is, and the connection cache
+// keeps the most recently used servers (a provider's few MX hosts serve thousands of its
+// customers' domains; kept per domain, its connections were closed a moment before the next of
+// them needed one). '@' is in no domain name.
+std::string server_key(std::string_view host) {
+  std::string key;
+  key.reserve(host.size() + 1);
+  key += '@';
+  key += host;
+  return key;
+}
+
+bool is_server_key(std::string_view name) {
+  return !name.empty() && name.front() == '@';
+}
+
 }  // namespace
 
 Queue::Queue(config::QueueSection cfg, observe::AccountingLog& log, net::EventLoops& loops)
@@ -132,24 +149,50 @@ void Queue::remove_idle_locked(WorkerSlot& slot) {
 }
 
 WorkerSlot* Queue::idle_on_same_server_locked(const std::vector<std::string>& servers) {
-  if (servers.empty() || idle_lru_.empty()) return nullptr;
-  // The most recently used first: the warmest connection. A short walk: idle_lru_ holds at
-  // most connection_cache destinations.
-  for (const std::string& other : idle_lru_) {
-    const auto it = dests_.find(other);  // never operator[]: the caller holds a reference
-    if (it == dests_.end()) continue;
-    for (WorkerSlot* w : it->second.idle) {
-      if (!w->host.empty() && std::find(servers.begin(), servers.end(), w->host) != servers.end()) {
-        return w;
-      }
-    }
+  // The warmest idle connection on the first of the servers that has one: a look-up per
+  // server, as idle connections are filed under theirs (server_key).
+  for (const std::string& host : servers) {
+    const auto it =
+        dests_.find(server_key(host));  // never operator[]: the caller holds a reference
+    if (it != dests_.end() && !it->second.idle.empty()) return it->second.idle.back();
   }
   return nullptr;
 }
 
+void Queue::park_bound_locked(WorkerSlot& slot, std::vector<std::shared_ptr<net::Wakeup>>& wake) {
+  if (settings_locked().per_domain() && !slot.host.empty()) {
+    std::string key = server_key(slot.host);
+    if (slot.destination != key) {
+      unbind_locked(slot);  // its last domain no longer counts it among its connections
+      bind_locked(slot, key);
+    }
+  }
+  dests_[slot.destination].idle.push_back(&slot);
+  touch_idle_locked(slot.destination);
+  enforce_cache_locked(wake);
+}
+
 void Queue::connected_to(WorkerSlot& slot, std::string host) {
-  std::lock_guard lock(mu_);
-  slot.host = std::move(host);
+  std::vector<std::shared_ptr<net::Wakeup>> wake;
+  {
+    std::lock_guard lock(mu_);
+    const bool refile =
+        slot.parked && slot.bound && settings_locked().per_domain() && slot.host != host;
+    slot.host = std::move(host);
+    if (refile) {
+      // Parked, and now open to another server (or none): filed where a job will look for it.
+      remove_idle_locked(slot);
+      slot.parked = true;
+      ++ready_;
+      if (slot.host.empty()) {
+        unbind_locked(slot);
+        unbound_.push_back(&slot);
+      } else {
+        park_bound_locked(slot, wake);
+      }
+    }
+  }
+  for (auto& w : wake) w->notify();
 }
 
 // Constant time, not a search of the list: a relay may hold idle connections to thousands of
@@ -504,9 +547,7 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
       slot.parked = true;
       ++ready_;
       if (slot.bound) {
-        dests_[slot.destination].idle.push_back(&slot);
-        touch_idle_locked(slot.destination);
-        enforce_cache_locked(wake);
+        park_bound_locked(slot, wake);
       } else {
         unbound_.push_back(&slot);
       }
@@ -887,9 +928,12 @@ QueueStats Queue::stats() const {
   s.queued = pending_;
   s.in_flight = in_flight_;
   s.retrying = retrying_;
-  s.destinations = dests_.size();
   const auto now = Clock::now();
-  for (const auto& [name, d] : dests_) s.down += d.down_until > now ? 1 : 0;
+  for (const auto& [name, d] : dests_) {
+    if (is_server_key(name)) continue;  // idle connections filed by server
+    ++s.destinations;
+    s.down += d.down_until > now ? 1 : 0;
+  }
   return s;
 }
 

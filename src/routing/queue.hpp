@@ -8,7 +8,8 @@
 // max_mta, to the parked worker holding the least recently used idle connection, which closes
 // it (patent §C). Otherwise it waits. A static queue (`mx`) has one destination; a DNS-routed
 // queue has one per recipient domain, each with at most destination_concurrency connections,
-// and keeps idle connections to the connection_cache most recently used ones.
+// and keeps idle connections, filed under their server, to the connection_cache most recently
+// used servers.
 //
 // Results come back through complete(), which logs final outcomes, schedules retries, and after
 // max_fail consecutive connection failures declares a destination down and hands its mail to
@@ -226,6 +227,9 @@ class Queue {
   void touch_idle_locked(const std::string& destination);
   void drop_from_lru_locked(Destination& d);
   WorkerSlot* idle_on_same_server_locked(const std::vector<std::string>& servers);
+  // Lists a parked, bound slot as idle: under its server in a DNS-routed queue, else under its
+  // destination; then keeps the connection cache to its size.
+  void park_bound_locked(WorkerSlot& slot, std::vector<std::shared_ptr<net::Wakeup>>& wake);
   std::shared_ptr<net::Wakeup> evict_idle_locked(const std::string& for_destination);
   void enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);
   std::optional<Job> take_waiting_locked(WorkerSlot& slot);
@@ -259,7 +263,7 @@ class Queue {
   static constexpr std::size_t kHostLook = 32;  // see waiting_on_host_locked
   std::size_t head_passed_ = 0;       // times waiting_'s first was passed over for one on a host
   std::vector<WorkerSlot*> unbound_;  // parked workers without a connection
-  std::list<std::string> idle_lru_;   // destinations with idle connections, most recent first
+  std::list<std::string> idle_lru_;   // where idle connections are filed, most recent first
   std::vector<std::shared_ptr<net::Wakeup>> throttled_;
   // Jobs waiting for their retry time, under one timer rather than one each.
   std::multimap<Clock::time_point, Job> delayed_;

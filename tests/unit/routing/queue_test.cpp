@@ -520,6 +520,37 @@ TEST_F(SameServerTest, AConnectionClosedByTheCacheIsNotOfferedAgain) {
   EXPECT_EQ(q.stats().reused, 0u);
 }
 
+TEST_F(SameServerTest, TheConnectionCacheCountsServersNotTheDomainsTheyLastServed) {
+  // A cache of one: the idle connections that two domains of one provider leave to its server
+  // both stay (kept per domain, a.test's was closed as b.test's parked), and either serves the
+  // next job of any domain there; a second server's idle connection then pushes the first's out.
+  Queue q(cfg(10, 5, 1), log, loops);
+  use_known(q);
+  know("a.test", {"mx1"});
+  know("b.test", {"mx1"});
+  know("c.test", {"mx2"});
+  WorkerSlot a = slot(), b = slot(), c = slot();
+  deliver_then_park(q, a, "mx1", b, "mx1");
+  EXPECT_FALSE(a.drop_connection);
+  EXPECT_FALSE(b.drop_connection);
+  EXPECT_EQ(q.stats().ready, 2u);
+  EXPECT_EQ(q.stats().destinations, 0u);  // nothing waits: the servers are not destinations
+
+  q.submit(job("a.test"));  // a.test's own next job: the warmest connection to mx1
+  ASSERT_TRUE(b.inbox);
+  auto again = q.next_job(b, true);
+  ASSERT_TRUE(again.job);
+  delivered(q, std::move(*again.job), "mx1");
+  EXPECT_FALSE(q.next_job(b, true).job);
+
+  q.submit(job("c.test"));
+  take_and_deliver(q, c, "mx2");
+  EXPECT_FALSE(q.next_job(c, true).job);  // two servers with idle connections, room for one
+  EXPECT_TRUE(a.drop_connection);
+  EXPECT_TRUE(b.drop_connection);
+  EXPECT_FALSE(c.drop_connection);
+}
+
 TEST_F(SameServerTest, AWorkerWhoseDestinationRanDryTakesAWaitingOneOnItsHostFirst) {
   Queue q(cfg(1, 5, 5), log, loops);  // one worker: mail backs up behind it
   use_known(q);
