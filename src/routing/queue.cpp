@@ -152,8 +152,8 @@ WorkerSlot* Queue::idle_on_same_server_locked(const std::vector<std::string>& se
   // The warmest idle connection on the first of the servers that has one: a look-up per
   // server, as idle connections are filed under theirs (server_key).
   for (const std::string& host : servers) {
-    const auto it =
-        dests_.find(server_key(host));  // never operator[]: the caller holds a reference
+    // Never operator[]: the caller holds a reference into dests_.
+    const auto it = dests_.find(server_key(host));
     if (it != dests_.end() && !it->second.idle.empty()) return it->second.idle.back();
   }
   return nullptr;
