@@ -85,7 +85,7 @@ struct QueueStats {
   std::size_t destinations = 0;  // with a connection or waiting jobs
   std::size_t down = 0;          // destinations declared down
   std::uint64_t delivered = 0, bounced = 0, failed = 0, deferred = 0, handed_off = 0;
-  std::uint64_t reused = 0;  // jobs given to an idle connection of another domain, same server
+  std::uint64_t reused = 0;  // jobs given to an open connection found by its server
 };
 
 class Queue {
