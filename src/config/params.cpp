@@ -130,6 +130,11 @@ constexpr std::array kParams{
           "a new destination."},
     Param{"queue", "destination_concurrency", "integer", "20",
           "DNS-routed queues: connections at most to one destination."},
+    Param{"queue", "move_after", "duration", "\"50ms\"",
+          "DNS-routed queues at max_mta: how long a job whose servers have connections open, all "
+          "busy, waits for one of them before an idle connection to another server is closed and "
+          "opened to its server instead (or a worker whose server has no mail leaves it for the "
+          "job's). Shorter spreads connections sooner; longer opens fewer."},
     Param{"queue", "max_fail", "integer", "5",
           "Consecutive connection failures after which a destination is down: its mail goes to the "
           "`retry` queue, or fails."},

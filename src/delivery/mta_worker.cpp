@@ -150,8 +150,10 @@ net::Task<void> MtaWorker::work(bool warm) {
     report.started = Clock::now();
     if (client_.connected() && connected_to_ != current_->destination) {
       // The queue moved this worker to another destination (patent §C). Domains hosted by one
-      // provider share its MX hosts: the open connection may serve the new one as well.
-      const bool same_host = co_await serves(current_->destination);
+      // provider share its MX hosts: the open connection may serve the new one as well (the
+      // queue knows when it matched the job to this connection's server).
+      bool same_host = next.on_server;
+      if (!same_host) same_host = co_await serves(current_->destination);
       if (same_host) {
         connected_to_ = current_->destination;
       } else {

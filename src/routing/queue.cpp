@@ -51,6 +51,7 @@ bool is_server_key(std::string_view name) {
 Queue::Queue(config::QueueSection cfg, observe::AccountingLog& log, net::EventLoops& loops)
     : cfg_(std::make_shared<const config::QueueSection>(std::move(cfg))),
       name_(config()->name),
+      per_domain_(config()->per_domain()),
       log_(log),
       loops_(loops),
       retry_timer_(loops.main()),
@@ -159,6 +160,35 @@ WorkerSlot* Queue::idle_on_same_server_locked(const std::vector<std::string>& se
   return nullptr;
 }
 
+void Queue::closed_on_server_locked(const std::string& host) {
+  const auto it = open_by_server_.find(host);
+  if (it != open_by_server_.end() && --it->second == 0) open_by_server_.erase(it);
+}
+
+bool Queue::served_locked(const std::vector<std::string>& servers) const {
+  return std::any_of(servers.begin(), servers.end(),
+                     [this](const std::string& h) { return open_by_server_.contains(h); });
+}
+
+bool Queue::worth_moving_for_locked(const Destination& d, Clock::time_point now) const {
+  if (d.pending.empty()) return false;
+  if (!d.servers || d.servers->empty() || !served_locked(*d.servers)) return true;
+  return d.pending.front().queued + settings_locked().move_after <= now;
+}
+
+void Queue::rebalance_locked(Clock::time_point now,
+                             std::vector<std::shared_ptr<net::Wakeup>>& wake) {
+  if (idle_lru_.empty() || waiting_.empty() || workers_ < settings_locked().max_mta ||
+      !settings_locked().per_domain())
+    return;
+  const std::string name = waiting_.front();
+  const auto it = dests_.find(name);
+  if (it == dests_.end() || it->second.connections >= destination_limit_locked() ||
+      !worth_moving_for_locked(it->second, now))
+    return;
+  if (auto w = evict_idle_locked(name)) wake.push_back(std::move(w));
+}
+
 void Queue::park_bound_locked(WorkerSlot& slot, std::vector<std::shared_ptr<net::Wakeup>>& wake) {
   if (settings_locked().per_domain() && !slot.host.empty()) {
     std::string key = server_key(slot.host);
@@ -178,6 +208,13 @@ void Queue::connected_to(WorkerSlot& slot, std::string host) {
     std::lock_guard lock(mu_);
     const bool refile =
         slot.parked && slot.bound && settings_locked().per_domain() && slot.host != host;
+    if (host != slot.host) {
+      if (!slot.host.empty()) closed_on_server_locked(slot.host);
+      if (!host.empty()) {
+        ++open_by_server_[host];
+        ++stats_.connections;
+      }
+    }
     slot.host = std::move(host);
     if (refile) {
       // Parked, and now open to another server (or none): filed where a job will look for it.
@@ -299,7 +336,7 @@ void Queue::hold_locked(Job job) {
   stats_.peak_msgs = std::max(stats_.peak_msgs, pending_);
 }
 
-std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
+std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server) {
   const unsigned limit = destination_limit_locked();
   if (!slot.host.empty() && settings_locked().per_domain()) {
     // A connected worker keeps its connection where it can: when mail backs up, a worker whose
@@ -307,21 +344,29 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
     // often, and close and open a connection for each job it moves to (in `zero` with one
     // sink thread: ~16,800 connections for 20,000 messages, half the rate).
     auto on_host = waiting_on_host_locked(slot, limit);
-    // The destination waiting longest, when this worker could take it, is passed over kHostLook
-    // times at most: one that no worker's host serves is not left behind while others keep
-    // coming. (One at its connection limit is not passed over: its own workers serve it.)
+    // The destination waiting longest, when this worker could take it and it is worth a new
+    // connection, is passed over kHostLook times at most: one whose servers' connections are all
+    // elsewhere or slow is not left behind while others keep coming. (One at its connection
+    // limit is not passed over: its own workers serve it.)
     if (on_host != waiting_.begin() && on_host != waiting_.end()) {
       const auto head = dests_.find(waiting_.front());
-      const bool takeable =
-          head != dests_.end() && !head->second.pending.empty() && head->second.connections < limit;
-      if (takeable && ++head_passed_ > kHostLook) on_host = waiting_.end();
+      const bool takeable = head != dests_.end() && head->second.connections < limit &&
+                            worth_moving_for_locked(head->second, Clock::now());
+      if (takeable && ++head_passed_ > kHostLook) return take_from_waiting_locked(slot, 0);
     }
     if (on_host != waiting_.end()) {
       ++stats_.reused;
+      on_server = true;
       return take_from_waiting_locked(slot, static_cast<std::size_t>(on_host - waiting_.begin()));
     }
   }
+  // A worker connected elsewhere moves only for a destination worth a new connection
+  // (worth_moving_for_locked), and looks no further than the oldest few: the others are served
+  // as they come (place_locked), and it may park with its connection for its own server's next.
+  const bool connected_elsewhere = !slot.host.empty() && settings_locked().per_domain();
+  const auto now = Clock::now();
   for (std::size_t i = 0; i < waiting_.size();) {
+    if (connected_elsewhere && i >= kHostLook) break;
     const std::string name = waiting_[i];
     auto it = dests_.find(name);
     if (it == dests_.end() || it->second.pending.empty()) {
@@ -331,10 +376,16 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot) {
       continue;
     }
     const bool mine = slot.bound && slot.destination == name;
-    if (!mine && it->second.connections >= limit) {
+    const Destination& e = it->second;
+    const bool here =
+        connected_elsewhere && e.servers &&
+        std::find(e.servers->begin(), e.servers->end(), slot.host) != e.servers->end();
+    const bool may_take = !connected_elsewhere || here || worth_moving_for_locked(e, now);
+    if ((!mine && e.connections >= limit) || !may_take) {
       ++i;
       continue;
     }
+    on_server = here;
     return take_from_waiting_locked(slot, i);
   }
   return std::nullopt;
@@ -368,6 +419,7 @@ void Queue::submit(Job job) {
 void Queue::enqueue(Job job, bool fresh) {
   Placement p;
   std::optional<std::string> advice;
+  const Servers servers = servers_of(job.destination);
   {
     std::lock_guard lock(mu_);
     const auto now = Clock::now();
@@ -393,13 +445,14 @@ void Queue::enqueue(Job job, bool fresh) {
         advice = advisor_.count(job.recipients[0].domain(), now);
     }
     job.queued = now;
-    place_locked(std::move(job), now, p);
+    place_locked(std::move(job), now, servers, p);
+    rebalance_locked(now, p.wake);
   }
   if (advice) spdlog::info("queue {}: {}", name_, *advice);
   carry_out(p);
 }
 
-void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
+void Queue::place_locked(Job job, Clock::time_point now, const Servers& servers, Placement& p) {
   const std::string name = job.destination;
   Destination& d = dests_[name];
   const unsigned limit = destination_limit_locked();
@@ -417,9 +470,6 @@ void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
     return;
   }
   // The destination's servers (best-preference MX hosts), when the MX cache knows them.
-  Servers servers;
-  if (servers_of_ && d.connections < limit && settings_locked().per_domain())
-    servers = servers_of_(name);
   const bool known = servers && !servers->empty();
   if (known) d.servers = servers;
   if (!known && look_up_ && d.connections == 0 && d.look_up != Destination::LookUp::Done &&
@@ -435,7 +485,8 @@ void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
     }
     return;
   }
-  if (WorkerSlot* same = known ? idle_on_same_server_locked(*servers) : nullptr) {
+  if (WorkerSlot* same =
+          known && d.connections < limit ? idle_on_same_server_locked(*servers) : nullptr) {
     // Domains hosted by one provider share its servers: an idle connection to one of this
     // domain's best MX hosts serves it, rather than a new connection (as Postfix does), even
     // when an unconnected worker is ready.
@@ -443,6 +494,7 @@ void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
     unbind_locked(*same);
     bind_locked(*same, name);
     same->inbox = std::move(job);
+    same->inbox_on_server = true;
     p.wake.push_back(same->wakeup);
     ++in_flight_;
     ++stats_.reused;
@@ -463,7 +515,10 @@ void Queue::place_locked(Job job, Clock::time_point now, Placement& p) {
     // Patent Fig. 7: no worker ready, fewer than max_mta, a backlog beyond max_queue.
     if ((workers_ == 0 || pending_ > settings_locked().max_queue) && reserve_worker_locked()) {
       ++p.spawn;
-    } else if (workers_ >= settings_locked().max_mta) {
+    } else if (workers_ >= settings_locked().max_mta && !(known && served_locked(*servers))) {
+      // At max_mta: an idle connection to another server is closed for this one (patent §C)
+      // only when none is open to its own; otherwise it waits for one of those to come free,
+      // or move_after (rebalance_locked).
       if (auto w = evict_idle_locked(name)) p.wake.push_back(std::move(w));
     }
   }
@@ -478,6 +533,7 @@ void Queue::carry_out(Placement& p) {
 
 void Queue::looked_up(const std::string& destination) {
   Placement p;
+  const Servers servers = servers_of(destination);
   {
     std::lock_guard lock(mu_);
     auto it = dests_.find(destination);
@@ -490,7 +546,7 @@ void Queue::looked_up(const std::string& destination) {
     d.pending.clear();
     pending_ -= held.size();
     const auto now = Clock::now();
-    for (Job& job : held) place_locked(std::move(job), now, p);
+    for (Job& job : held) place_locked(std::move(job), now, servers, p);
     // Held jobs count toward the throttle, and those handed straight to a parked worker never
     // pass through next_job's check: the sessions they held back are let go here.
     release_throttled_locked(p.wake);
@@ -519,7 +575,9 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
     }
     if (slot.inbox) {
       next.job = std::move(slot.inbox);
+      next.on_server = slot.inbox_on_server;
       slot.inbox.reset();
+      slot.inbox_on_server = false;
       return next;
     }
     // A worker asking for work is not idle, even if a stale wake-up (one posted as its idle
@@ -537,9 +595,10 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
         unbind_locked(slot);
       }
     }
-    if (!next.job) next.job = take_waiting_locked(slot);
+    if (!next.job) next.job = take_waiting_locked(slot, next.on_server);
     if (next.job) {
       release_throttled_locked(wake);
+      rebalance_locked(Clock::now(), wake);
     } else if (stopping_) {
       next.stop = true;
     } else if (!slot.parked) {
@@ -589,6 +648,10 @@ void Queue::detach(WorkerSlot& slot) {
       --in_flight_;
     }
     unbind_locked(slot);
+    if (!slot.host.empty()) {
+      closed_on_server_locked(slot.host);
+      slot.host.clear();
+    }
     if (pending_ > 0 && unbound_.empty()) {
       if (reserve_worker_locked()) {
         spawn_one = true;

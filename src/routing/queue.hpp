@@ -9,7 +9,8 @@
 // it (patent §C). Otherwise it waits. A static queue (`mx`) has one destination; a DNS-routed
 // queue has one per recipient domain, each with at most destination_concurrency connections,
 // and keeps idle connections, filed under their server, to the connection_cache most recently
-// used servers.
+// used servers. There a connection is moved to another server only for a job whose servers
+// have none open, or that waited move_after for theirs (which are busy).
 //
 // Results come back through complete(), which logs final outcomes, schedules retries, and after
 // max_fail consecutive connection failures declares a destination down and hands its mail to
@@ -50,6 +51,7 @@ struct WorkerSlot {
   explicit WorkerSlot(std::shared_ptr<net::Wakeup> w) : wakeup(std::move(w)) {}
   std::shared_ptr<net::Wakeup> wakeup;
   std::optional<Job> inbox;
+  bool inbox_on_server = false;  // Next::on_server for the job in the inbox
   bool parked = false;           // in a ready list
   bool bound = false;            // counted in its destination's connections
   std::string destination;       // when bound
@@ -85,7 +87,8 @@ struct QueueStats {
   std::size_t destinations = 0;  // with a connection or waiting jobs
   std::size_t down = 0;          // destinations declared down
   std::uint64_t delivered = 0, bounced = 0, failed = 0, deferred = 0, handed_off = 0;
-  std::uint64_t reused = 0;  // jobs given to an open connection found by its server
+  std::uint64_t reused = 0;       // jobs given to an open connection found by its server
+  std::uint64_t connections = 0;  // connections opened (and greeted)
 };
 
 class Queue {
@@ -138,7 +141,10 @@ class Queue {
   // --- worker side ---
   struct Next {
     std::optional<Job> job;
-    bool stop = false;             // the queue is stopping and has nothing left
+    bool stop = false;  // the queue is stopping and has nothing left
+    // The queue gave the job to this worker as its connection is open to one of the job's
+    // servers: no need to ask the MX cache again before using it.
+    bool on_server = false;
     bool drop_connection = false;  // close the idle connection, then ask again
   };
   // A job for this worker, or parks the slot in a ready list (job empty, stop false).
@@ -202,7 +208,12 @@ class Queue {
   };
 
   void enqueue(Job job, bool fresh);
-  void place_locked(Job job, Clock::time_point now, Placement& p);
+  // `servers`: the destination's best MX hosts from servers_of_, asked before the lock is taken
+  // (the MX cache has a lock of its own; held inside this one, it had made both contended).
+  void place_locked(Job job, Clock::time_point now, const Servers& servers, Placement& p);
+  [[nodiscard]] Servers servers_of(const std::string& destination) const {
+    return servers_of_ && per_domain_ ? servers_of_(destination) : nullptr;
+  }
   void carry_out(Placement& p);
   // The look-up of `destination`'s MX hosts ended: its held jobs are placed now.
   void looked_up(const std::string& destination);
@@ -227,12 +238,22 @@ class Queue {
   void touch_idle_locked(const std::string& destination);
   void drop_from_lru_locked(Destination& d);
   WorkerSlot* idle_on_same_server_locked(const std::vector<std::string>& servers);
+  void closed_on_server_locked(const std::string& host);  // one connection fewer open to it
+  // Whether a connection, busy or idle, is open to one of `servers`.
+  [[nodiscard]] bool served_locked(const std::vector<std::string>& servers) const;
+  // Whether a worker connected to another server may close its connection for `d`'s next job:
+  // its servers have no connection open, or the job waited move_after for theirs.
+  [[nodiscard]] bool worth_moving_for_locked(const Destination& d, Clock::time_point now) const;
+  // At max_mta: the destination waiting longest, once it has waited move_after, gets the least
+  // recently used idle connection (patent §C). One a call.
+  void rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<net::Wakeup>>& wake);
   // Lists a parked, bound slot as idle: under its server in a DNS-routed queue, else under its
   // destination; then keeps the connection cache to its size.
   void park_bound_locked(WorkerSlot& slot, std::vector<std::shared_ptr<net::Wakeup>>& wake);
   std::shared_ptr<net::Wakeup> evict_idle_locked(const std::string& for_destination);
   void enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);
-  std::optional<Job> take_waiting_locked(WorkerSlot& slot);
+  // `on_server`: set when the job is one of the worker's server's.
+  std::optional<Job> take_waiting_locked(WorkerSlot& slot, bool& on_server);
   // The next job of the destination at waiting_[i], the slot bound to it.
   Job take_from_waiting_locked(WorkerSlot& slot, std::size_t i);
   // Of the oldest waiting destinations, the first a worker connected to `host` may take that
@@ -249,6 +270,7 @@ class Queue {
 
   std::atomic<std::shared_ptr<const config::QueueSection>> cfg_;
   const std::string name_;
+  const bool per_domain_;  // a DNS-routed queue (reconfigure() keeps the kind of routing)
   observe::AccountingLog& log_;
   net::EventLoops& loops_;
   Spawner spawner_;
@@ -264,6 +286,9 @@ class Queue {
   std::size_t head_passed_ = 0;       // times waiting_'s first was passed over for one on a host
   std::vector<WorkerSlot*> unbound_;  // parked workers without a connection
   std::list<std::string> idle_lru_;   // where idle connections are filed, most recent first
+  // Connections open, busy or idle, by server (WorkerSlot::host): a job whose server has one
+  // waits for it rather than have another closed and opened (DNS-routed queues).
+  std::unordered_map<std::string, unsigned> open_by_server_;
   std::vector<std::shared_ptr<net::Wakeup>> throttled_;
   // Jobs waiting for their retry time, under one timer rather than one each.
   std::multimap<Clock::time_point, Job> delayed_;

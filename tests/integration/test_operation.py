@@ -60,6 +60,9 @@ def test_sigusr1_logs_queue_statistics_and_sigterm_exits_cleanly(sink, serve):
                       what="statistics in the log")
     for field in ("msg_count=50", "workers=", "ready=", "queued=0", "peak_mtas=", "peak_msgs=", "delivered=50"):
         assert field in line, line
+    # Connections opened: each worker opened its one and kept it for all its jobs.
+    stat = dict(kv.split("=", 1) for kv in line.split("queue general: ", 1)[1].split())
+    assert 1 <= int(stat["connections"]) <= int(stat["peak_mtas"]), line
     assert srv.stop() == 0
     assert "all queues are empty" in srv.output()
 

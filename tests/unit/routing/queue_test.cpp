@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
+#include <thread>
 
 #include <unistd.h>
 
@@ -461,6 +463,29 @@ class SameServerTest : public DestinationTest {
     q.connected_to(w, host);
     delivered(q, std::move(*j.job), host);
   }
+  // max_mta 2, with mail waiting for a.test (on mx1) and b.test (mx2); c.test is on mx1 too.
+  std::unique_ptr<Queue> two_workers(std::chrono::milliseconds move_after) {
+    config::QueueSection c = cfg(2, 5, 5);
+    c.move_after = move_after;
+    auto q = std::make_unique<Queue>(c, log, loops);
+    use_known(*q);
+    know("a.test", {"mx1"});
+    know("b.test", {"mx2"});
+    know("c.test", {"mx1"});
+    q->submit(job("a.test"));
+    q->submit(job("b.test"));
+    return q;
+  }
+  // `a` connects to mx1 and is still busy with a.test's job (returned); `b` delivers b.test's
+  // over mx2 and parks with its connection.
+  static Queue::Next busy_and_parked(Queue& q, WorkerSlot& a, WorkerSlot& b) {
+    auto busy = q.next_job(a, false);
+    EXPECT_TRUE(busy.job);
+    q.connected_to(a, "mx1");
+    take_and_deliver(q, b, "mx2");
+    EXPECT_FALSE(q.next_job(b, true).job);
+    return busy;
+  }
   // One job each for a.test (over a connection to `host_a`) and b.test (`host_b`); then both
   // park, a first.
   void deliver_then_park(Queue& q, WorkerSlot& a, const std::string& host_a, WorkerSlot& b,
@@ -603,6 +628,65 @@ TEST_F(SameServerTest, TheDestinationWaitingLongestIsPassedOverABoundedNumberOfT
     ++on_host;
   }
   EXPECT_EQ(on_host, 32);  // then b.test's turn, not after all fifty
+}
+
+// At max_mta (patent §C), closing an idle connection to another server to open one to a
+// job's own costs a connection; when one to its own server is open but busy, the job waits for
+// it, up to move_after. (With 8 servers and max_mta 50, `zero` had opened ~5,400 connections
+// for 20,000 messages.)
+TEST_F(SameServerTest, AtMaxMtaAJobWaitsForABusyConnectionToItsServerRatherThanCloseAnIdleOne) {
+  auto q = two_workers(std::chrono::milliseconds(60'000));
+  know("d.test", {"mx3"});
+  WorkerSlot a = slot(), b = slot();
+  auto busy = busy_and_parked(*q, a, b);
+  ASSERT_TRUE(busy.job);
+
+  q->submit(job("c.test"));  // mx1: a's connection is busy, not gone
+  EXPECT_TRUE(b.parked);
+  EXPECT_FALSE(b.inbox);
+  delivered(*q, std::move(*busy.job), "mx1");
+  auto next = q->next_job(a, true);  // a's connection takes it, as one to its server
+  ASSERT_TRUE(next.job);
+  EXPECT_EQ(next.job->destination, "c.test");
+  EXPECT_TRUE(next.on_server);
+
+  q->submit(job("d.test"));  // mx3: no connection there at all, so b's idle one is moved
+  ASSERT_TRUE(b.inbox);
+  EXPECT_EQ(b.inbox->destination, "d.test");
+  EXPECT_FALSE(q->next_job(b, true).on_server);  // the worker must connect to mx3
+}
+
+TEST_F(SameServerTest, AWorkerWhoseServerHasNoMailParksRatherThanMoveForMailAnotherWillTake) {
+  auto q = two_workers(std::chrono::milliseconds(60'000));
+  WorkerSlot a = slot(), b = slot();
+  auto on_mx1 = q->next_job(a, false);
+  auto on_mx2 = q->next_job(b, false);
+  ASSERT_TRUE(on_mx1.job && on_mx2.job);
+  q->connected_to(a, "mx1");
+  q->connected_to(b, "mx2");
+  q->submit(job("c.test"));  // waits for mx1
+  delivered(*q, std::move(*on_mx2.job), "mx2");
+  EXPECT_FALSE(q->next_job(b, true).job);  // nothing for mx2: parks, keeping its connection
+  EXPECT_TRUE(b.parked);
+  delivered(*q, std::move(*on_mx1.job), "mx1");
+  auto next = q->next_job(a, true);
+  ASSERT_TRUE(next.job);
+  EXPECT_EQ(next.job->destination, "c.test");
+  EXPECT_EQ(q->stats().connections, 2u);  // none closed, none opened again
+}
+
+TEST_F(SameServerTest, AJobThatWaitedMoveAfterForItsServerTakesAnIdleConnectionElsewhere) {
+  auto q = two_workers(std::chrono::milliseconds(5));
+  know("e.test", {"mx1"});
+  WorkerSlot a = slot(), b = slot();
+  auto slow = busy_and_parked(*q, a, b);
+  ASSERT_TRUE(slow.job);
+  q->submit(job("c.test"));  // waits for a's connection to mx1, which stays busy
+  EXPECT_FALSE(b.inbox);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  q->submit(job("e.test"));  // the next event finds c.test waited too long: b's connection moves
+  ASSERT_TRUE(b.inbox);
+  EXPECT_EQ(b.inbox->destination, "c.test");
 }
 
 TEST_F(DestinationTest, AWorkerWokenWhileParkedLeavesTheIdleListBeforeTakingWork) {
