@@ -308,10 +308,14 @@ void Queue::enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake
 
 std::deque<std::string>::iterator Queue::waiting_on_host_locked(const WorkerSlot& slot,
                                                                 unsigned limit) {
-  // A bounded look: the oldest destinations wait longest, and with a few providers' servers
-  // behind many domains one of the first few is nearly always on this host.
+  // The oldest first. With a few providers' servers behind many domains one of the first few is
+  // nearly always on this host; but when few connections serve many servers, the destinations of
+  // a server with none pile up at the front, and a look at the first few only had each worker
+  // move there in turn, leaving its own server's mail behind (`zero` at max_mta 20: 2,200
+  // connections for 20,000 messages). Bounded all the same: a worker finding nothing parks or
+  // moves, either dearer than the look.
   const auto end =
-      waiting_.begin() + static_cast<std::ptrdiff_t>(std::min(kHostLook, waiting_.size()));
+      waiting_.begin() + static_cast<std::ptrdiff_t>(std::min(kHostScan, waiting_.size()));
   for (auto i = waiting_.begin(); i != end; ++i) {
     const auto it = dests_.find(*i);
     if (it == dests_.end()) continue;

@@ -256,8 +256,8 @@ class Queue {
   std::optional<Job> take_waiting_locked(WorkerSlot& slot, bool& on_server);
   // The next job of the destination at waiting_[i], the slot bound to it.
   Job take_from_waiting_locked(WorkerSlot& slot, std::size_t i);
-  // Of the oldest waiting destinations, the first a worker connected to `host` may take that
-  // this host serves; waiting_.end() if none.
+  // Of the kHostScan oldest waiting destinations, the first a worker connected to `host` may
+  // take that this host serves; waiting_.end() if none.
   std::deque<std::string>::iterator waiting_on_host_locked(const WorkerSlot& slot, unsigned limit);
   void push_pending_locked(Job job, bool front);
   // Pending, but not listed in waiting_: no worker may take it until its destination's MX
@@ -281,8 +281,9 @@ class Queue {
   mutable std::mutex mu_;
   std::shared_ptr<const config::QueueSection> cfg_locked_;  // cfg_, as of the last reconfigure()
   std::unordered_map<std::string, Destination> dests_;
-  std::deque<std::string> waiting_;             // destinations with pending jobs, oldest first
-  static constexpr std::size_t kHostLook = 32;  // see waiting_on_host_locked
+  std::deque<std::string> waiting_;               // destinations with pending jobs, oldest first
+  static constexpr std::size_t kHostLook = 32;    // see take_waiting_locked
+  static constexpr std::size_t kHostScan = 4096;  // see waiting_on_host_locked
   std::size_t head_passed_ = 0;       // times waiting_'s first was passed over for one on a host
   std::vector<WorkerSlot*> unbound_;  // parked workers without a connection
   std::list<std::string> idle_lru_;   // where idle connections are filed, most recent first
