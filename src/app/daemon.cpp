@@ -43,9 +43,11 @@ void log_stats(const std::vector<std::unique_ptr<routing::Queue>>& queues,
     spdlog::info(
         "queue {}: msg_count={} workers={} ready={} queued={} in_flight={} retrying={} "
         "peak_mtas={} "
-        "peak_msgs={} delivered={} bounced={} failed={} deferred={} reused={} connections={}",
+        "peak_msgs={} delivered={} bounced={} failed={} deferred={} reused={} connections={} "
+        "pipelined={}",
         s.name, s.msg_count, s.workers, s.ready, s.queued, s.in_flight, s.retrying, s.peak_mtas,
-        s.peak_msgs, s.delivered, s.bounced, s.failed, s.deferred, s.reused, s.connections);
+        s.peak_msgs, s.delivered, s.bounced, s.failed, s.deferred, s.reused, s.connections,
+        s.pipelined);
   }
   if (spool == nullptr) return;
   // Group size and commit time say whether the spool's disk, not the relay, holds the clients.

@@ -395,6 +395,7 @@ QueueSection read_queue(const std::string& file, const toml::table& t,
     r.fail("init_mta", "must not exceed max_mta (" + std::to_string(q.max_mta) + ")");
   q.max_queue = r.integer<std::size_t>("max_queue", q.max_queue, 0, 100'000'000);
   q.max_jobs = r.integer<std::size_t>("max_jobs", q.max_jobs, 1, 100'000'000);
+  q.max_pipelined = r.integer<std::size_t>("max_pipelined", q.max_pipelined, 1, 1000);
   q.batch_size = r.integer<std::size_t>("batch_size", q.batch_size, 1, 100'000);
   q.chunking = r.boolean("chunking", q.chunking);
   q.max_retries = r.integer<unsigned>("max_retries", q.max_retries, 1, 1000);

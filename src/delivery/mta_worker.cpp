@@ -65,14 +65,17 @@ net::Task<void> MtaWorker::run(std::shared_ptr<MtaWorker> self, bool warm) {
     // A broken invariant or resource exhaustion: never lose the job in hand.
     spdlog::error("queue {}: worker {} failed: {}", self->queue_.name(), self->id_, e.what());
     if (self->current_) {
+      self->in_hand_.push_back(std::move(*self->current_));
+      self->current_.reset();
+    }
+    for (Job& job : self->in_hand_) {
       routing::AttemptReport report;
       report.connection_fault = true;
       report.mx = self->client_.peer();
-      Job job = std::move(*self->current_);
-      self->current_.reset();
       self->finish(std::move(job), Outcome::Deferred,
                    smtp::make_reply(451, "4.3.0", std::string("local error: ") + e.what()), report);
     }
+    self->in_hand_.clear();
   }
   self->client_.close();
   self->ctx_.roster.remove(self->id_);
@@ -187,12 +190,28 @@ net::Task<void> MtaWorker::work(bool warm) {
     report.connected = true;
     Job job = std::move(*current_);
     current_.reset();
-    const bool ok142 = co_await deliver(std::move(job), report);
+    // More mail for this server waits, and no other connection may take it: it goes in the
+    // same write (pipelined transactions), one round trip for all.
+    std::vector<Job> more;
+    if (cfg_->max_pipelined > 1 && cfg_->chunking && client_.pipelines() &&
+        !job.message->body->file)
+      more = queue_.more_for_connection(slot_, cfg_->max_pipelined - 1,
+                                        last_transaction_ < cfg_->move_after);
+    jobs_on_connection_ += 1 + more.size();
+    const std::size_t written = 1 + more.size();
+    const Clock::time_point began = Clock::now();
+    bool ok142 = false;
+    if (more.empty()) {
+      ok142 = co_await deliver(std::move(job), report);
+    } else {
+      ok142 = co_await deliver_pipelined(std::move(job), std::move(more), report);
+    }
+    last_transaction_ = (Clock::now() - began) / static_cast<long>(written);
     if (!ok142) {
       spdlog::debug("queue {}: worker {}: {}", queue_.name(), id_, client_.error());
       co_return;
     }
-    if (++jobs_on_connection_ >= cfg_->max_jobs) co_await hang_up();
+    if (jobs_on_connection_ >= cfg_->max_jobs) co_await hang_up();
   }
 }
 
@@ -260,6 +279,7 @@ net::Task<MtaWorker::Connect> MtaWorker::connect(const std::string& destination)
         connected_host_ = host;
         queue_.connected_to(slot_, dns::server_key(host));
         jobs_on_connection_ = 0;
+        last_transaction_ = Clock::duration::max();  // how quick this server is, not yet known
         if (!client_.tls().empty())
           spdlog::debug("queue {}: worker {}: {} over {}", queue_.name(), id_, address,
                         client_.tls());
@@ -278,14 +298,8 @@ net::Task<MtaWorker::Connect> MtaWorker::connect(const std::string& destination)
 
 net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
   const Message& msg = *job.message;
-  smtp::TransactionInput input;
-  input.sender = msg.sender;
-  input.size = msg.body->size;
-  input.eightbit = msg.body->type == BodyType::EightBitMime;
-  input.smtputf8 = msg.smtputf8;
+  smtp::TransactionInput input = input_of(job);
   input.chunking = cfg_->chunking;
-  input.recipients.reserve(job.recipients.size());
-  for (const auto& r : job.recipients) input.recipients.push_back(r.address);
   // The job stays in current_ while the transaction runs, so an exception cannot lose it.
   current_ = std::move(job);
   SmtpClient::Transaction tx =
@@ -293,8 +307,84 @@ net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
   job = std::move(*current_);
   current_.reset();
 
-  std::vector<routing::RecipientStatus> statuses(job.recipients.size());
   report.mx = client_.peer();
+  report.connection_fault = tx.fault || tx.closing;
+  const std::vector<routing::RecipientStatus> statuses = statuses_of(tx, job);
+  queue_.complete(std::move(job), statuses, report);
+  if (report.connection_fault) {
+    lost_connection();
+    co_return false;
+  }
+  co_return true;
+}
+
+smtp::TransactionInput MtaWorker::input_of(const Job& job) {
+  const Message& msg = *job.message;
+  smtp::TransactionInput input;
+  input.sender = msg.sender;
+  input.size = msg.body->size;
+  input.eightbit = msg.body->type == BodyType::EightBitMime;
+  input.smtputf8 = msg.smtputf8;
+  input.recipients.reserve(job.recipients.size());
+  for (const auto& r : job.recipients) input.recipients.push_back(r.address);
+  return input;
+}
+
+void MtaWorker::lost_connection() {
+  client_.close();
+  connected_to_.clear();
+  queue_.connected_to(slot_, "");  // else the queue would match it to jobs by a stale host
+}
+
+net::Task<bool> MtaWorker::deliver_pipelined(Job first, std::vector<Job> more,
+                                             routing::AttemptReport report) {
+  // Bodies in files keep DATA, one transaction at a time, after the others.
+  std::vector<Job> later;
+  in_hand_.reserve(1 + more.size());
+  in_hand_.push_back(std::move(first));
+  for (Job& j : more) {
+    if (j.message->body->file) {
+      later.push_back(std::move(j));
+    } else {
+      in_hand_.push_back(std::move(j));
+    }
+  }
+  std::vector<SmtpClient::Outgoing> group(in_hand_.size());
+  for (std::size_t i = 0; i < in_hand_.size(); ++i) {
+    group[i].input = input_of(in_hand_[i]);  // views into the job, which stays in in_hand_
+    group[i].body = in_hand_[i].message->body.get();
+  }
+  std::vector<SmtpClient::Transaction> txs =
+      co_await client_.transact_pipelined(std::move(group), cfg_->timeouts);
+  std::vector<Job> done = std::move(in_hand_);
+  in_hand_.clear();
+  report.mx = client_.peer();
+  bool broken = false;
+  for (std::size_t i = 0; i < done.size(); ++i) {
+    routing::AttemptReport r = report;
+    r.connection_fault = txs[i].fault || txs[i].closing;
+    broken = broken || r.connection_fault;
+    const std::vector<routing::RecipientStatus> statuses = statuses_of(txs[i], done[i]);
+    queue_.complete(std::move(done[i]), statuses, r);
+  }
+  for (Job& j : later) {
+    if (broken) {
+      // Never tried: back to the queue, no attempt charged.
+      std::vector<routing::RecipientStatus> statuses(j.recipients.size());
+      for (auto& s : statuses) s.resend = true;
+      queue_.complete(std::move(j), statuses, report);
+      continue;
+    }
+    const bool ok = co_await deliver(std::move(j), report);
+    broken = !ok;
+  }
+  if (broken && client_.connected()) lost_connection();
+  co_return !broken;
+}
+
+std::vector<routing::RecipientStatus> MtaWorker::statuses_of(const SmtpClient::Transaction& tx,
+                                                             const Job& job) const {
+  std::vector<routing::RecipientStatus> statuses(job.recipients.size());
   if (tx.fault) {
     // What the server refused for good stays refused; everything else is unknown: retry it.
     // After the final "." the remote may already have the message (RFC 1047): say so, since
@@ -319,15 +409,7 @@ net::Task<bool> MtaWorker::deliver(Job job, routing::AttemptReport report) {
       statuses[i].resend = progress && tx.refused_at_rcpt[i] && tx.replies[i].code == 452;
     }
   }
-  report.connection_fault = tx.fault || tx.closing;
-  queue_.complete(std::move(job), statuses, report);
-  if (report.connection_fault) {
-    client_.close();
-    connected_to_.clear();
-    queue_.connected_to(slot_, "");  // else the queue would match it to jobs by a stale host
-    co_return false;
-  }
-  co_return true;
+  return statuses;
 }
 
 }  // namespace mma::delivery

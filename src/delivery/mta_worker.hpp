@@ -82,6 +82,16 @@ class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
   net::Task<bool> serves(const std::string& destination);
   // One attempt at the job on the open connection; false when the connection broke.
   net::Task<bool> deliver(Job job, routing::AttemptReport report);
+  // The job and `more` for the same server in one write (pipelined transactions), those whose
+  // bodies are in files one at a time after; false when the connection broke.
+  net::Task<bool> deliver_pipelined(Job job, std::vector<Job> more, routing::AttemptReport report);
+  // The envelope of `job`, as views into it.
+  static smtp::TransactionInput input_of(const Job& job);
+  // What a transaction's replies mean for each recipient of `job`.
+  [[nodiscard]] std::vector<routing::RecipientStatus> statuses_of(const SmtpClient::Transaction& tx,
+                                                                  const Job& job) const;
+  // The connection broke or is closing: it is closed, and the queue told.
+  void lost_connection();
   void finish(Job job, Outcome outcome, const smtp::Reply& reply,
               const routing::AttemptReport& report);
   net::Task<void> hang_up();
@@ -98,7 +108,11 @@ class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
   std::string connected_to_;         // the destination of the open connection
   dns::Route::Host connected_host_;  // and the host it is open to
   std::size_t jobs_on_connection_ = 0;
+  // How long the last transaction on this connection took (a pipelined write's, divided among
+  // them): a server that answers within move_after gets the mail waiting for it pipelined.
+  Clock::duration last_transaction_ = Clock::duration::max();
   std::optional<Job> current_;  // the job in hand, handed back if the worker dies
+  std::vector<Job> in_hand_;    // likewise, the jobs of a pipelined write
 };
 
 }  // namespace mma::delivery

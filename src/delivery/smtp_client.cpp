@@ -378,6 +378,94 @@ net::Task<SmtpClient::Transaction> SmtpClient::transact(smtp::TransactionInput i
   co_return out;
 }
 
+net::Task<std::vector<SmtpClient::Transaction>> SmtpClient::transact_pipelined(
+    std::vector<Outgoing> group, const config::Timeouts& t) {
+  using Step = smtp::ClientTransaction::Step;
+  std::vector<smtp::ClientTransaction> txs;
+  std::vector<smtp::UnstuffedBody> contents(group.size());  // views into the bodies
+  std::vector<std::string> commands(group.size());
+  std::vector<bool> reset(group.size(), false);  // an RSET goes before its MAIL
+  txs.reserve(group.size());
+  std::vector<asio::const_buffer> write;
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    contents[i] = smtp::unstuffed(group[i].body->wire, group[i].body->dot_lines);
+    group[i].input.chunking = true;
+    group[i].input.chunk_size = contents[i].size;
+    txs.emplace_back(std::move(group[i].input), ext_);
+    // One refused before a word is sent (SIZE, 8BITMIME, SMTPUTF8) is done already.
+    if (txs.back().step() != Step::Send) continue;
+    // A server that refuses a BDAT may keep that transaction open (RFC 3030; Postfix does after
+    // "554 no valid recipients"): the next MAIL would then get "503 nested MAIL" while its RCPTs
+    // and content went into the open one, under the other message's sender. An RSET before each
+    // MAIL but the first (allowed anywhere in a group, RFC 2920 §3.1) ends whatever is open.
+    reset[i] = !write.empty();
+    if (reset[i]) commands[i] = "RSET\r\n";
+    commands[i] += txs.back().take_commands();
+    write.push_back(asio::buffer(commands[i]));
+    for (std::string_view span : contents[i].spans) write.push_back(asio::buffer(span));
+    txs.back().body_sent();
+  }
+  std::vector<Transaction> out(group.size());
+  bool sent = true;
+  if (!write.empty()) {
+    const std::span<const asio::const_buffer> block(write);
+    sent = co_await write_block(block, t.data);
+  }
+  // A server that hung up partway through the write may have answered the transactions before
+  // (and taken their messages): their replies are in the receive buffer, read as
+  // read_replies_left does, or they would be sent again.
+  const bool hung_up =
+      write_error_ == asio::error::connection_reset || write_error_ == asio::error::broken_pipe;
+  bool broken = !sent && (!hung_up || deadline_.expired() || !stream_);
+  const std::string why = error_;
+  const milliseconds wait = sent ? t.data_done : std::min(t.data_done, milliseconds(5000));
+  bool closing = false;
+  for (std::size_t i = 0; i < txs.size(); ++i) {
+    smtp::ClientTransaction& tx = txs[i];
+    Transaction& o = out[i];
+    const bool written = tx.step() != Step::Done;
+    o.body_sent = written;  // (if the write failed, how much of it went out is not known)
+    if (reset[i] && !broken && !closing) {
+      auto r = co_await read_reply(wait);
+      if (!r) {
+        broken = true;
+      } else if (r->code != 250) {
+        closing = true;  // nothing after it can be trusted; the connection goes
+        error_ = peer_ + " answered RSET with " + r->summary();
+      }
+    }
+    while (tx.step() == Step::Read && !broken && !closing) {
+      auto reply = co_await read_reply(wait);
+      if (!reply) {
+        broken = true;
+        break;
+      }
+      if (reply->code == 421) closing = true;
+      tx.on_reply(*reply);
+    }
+    o.fault = written && tx.step() != Step::Done && (broken || closing);
+    o.closing = closing;
+    if (o.body_sent && tx.refused_before_content()) o.body_sent = false;
+    o.replies = tx.take_results();
+    o.refused_at_rcpt.resize(o.replies.size());
+    for (std::size_t r = 0; r < o.replies.size(); ++r) o.refused_at_rcpt[r] = tx.refused_at_rcpt(r);
+  }
+  if (!sent) {
+    error_ = why;  // the write's failure, not the read's that followed
+    for (Transaction& o : out) o.closing = true;  // the connection is of no further use
+  }
+  const bool held = !txs.empty() && txs.back().needs_rset();
+  if (held && !broken && !closing && sent) {
+    std::optional<smtp::Reply> r;
+    const bool ok = co_await send("RSET\r\n", t.command);
+    if (ok) r = co_await read_reply(t.command);
+    if (!r || r->code != 250) {
+      for (Transaction& o : out) o.closing = true;
+    }
+  }
+  co_return out;
+}
+
 net::Task<void> SmtpClient::quit(milliseconds timeout) {
   if (!stream_) co_return;
   const bool ok227 = co_await send("QUIT\r\n", timeout);

@@ -81,6 +81,17 @@ class SmtpClient {
   // One mail transaction, pipelined when offered; `body` is in memory or in its file.
   net::Task<Transaction> transact(smtp::TransactionInput input, const Body& body,
                                   const config::Timeouts& t);
+  // Whether transact_pipelined() may carry these: the server offers PIPELINING and CHUNKING.
+  [[nodiscard]] bool pipelines() const { return ext_.pipelining && ext_.chunking; }
+  struct Outgoing {
+    smtp::TransactionInput input;
+    const Body* body = nullptr;  // in memory
+  };
+  // Several transactions in one write, each MAIL, RCPT and BDAT LAST with its content (RFC 2920
+  // §3.1, RFC 3030 §4.2), an RSET before each MAIL but the first, then their replies in order;
+  // one Transaction each. Only where pipelines(); every body in memory, none of them LMTP.
+  net::Task<std::vector<Transaction>> transact_pipelined(std::vector<Outgoing> group,
+                                                         const config::Timeouts& t);
   net::Task<void> quit(std::chrono::milliseconds timeout);
 
   net::Task<std::optional<smtp::Reply>> read_reply(std::chrono::milliseconds timeout);

@@ -113,10 +113,25 @@ bool Queue::reserve_worker_locked() {
 void Queue::bind_locked(WorkerSlot& slot, const std::string& destination) {
   slot.bound = true;
   slot.destination = destination;
-  ++dests_[destination].connections;
+  Destination& d = dests_[destination];
+  ++d.connections;
+  if (per_domain_ && slot.host.empty() && slot.heading_for.empty() && d.servers &&
+      !d.servers->empty()) {
+    // Not connected yet: counted towards its server, so that the jobs coming in for that
+    // server meanwhile wait for its connection rather than each start a worker of their own.
+    slot.heading_for = d.servers->front();
+    ++open_by_server_[slot.heading_for];
+  }
+}
+
+void Queue::arrived_locked(WorkerSlot& slot) {
+  if (slot.heading_for.empty()) return;
+  closed_on_server_locked(slot.heading_for);
+  slot.heading_for.clear();
 }
 
 void Queue::unbind_locked(WorkerSlot& slot) {
+  arrived_locked(slot);
   if (!slot.bound) return;
   slot.bound = false;
   if (auto it = dests_.find(slot.destination); it != dests_.end() && it->second.connections > 0) {
@@ -173,19 +188,25 @@ bool Queue::served_locked(const std::vector<std::string>& servers) const {
 bool Queue::worth_moving_for_locked(const Destination& d, Clock::time_point now) const {
   if (d.pending.empty()) return false;
   if (!d.servers || d.servers->empty() || !served_locked(*d.servers)) return true;
-  return d.pending.front().queued + settings_locked().move_after <= now;
+  return d.waiting_since + settings_locked().move_after <= now;
 }
 
-void Queue::rebalance_locked(Clock::time_point now,
-                             std::vector<std::shared_ptr<net::Wakeup>>& wake) {
-  if (idle_lru_.empty() || waiting_.empty() || workers_ < settings_locked().max_mta ||
-      !settings_locked().per_domain())
-    return;
+void Queue::rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<net::Wakeup>>& wake,
+                             unsigned& spawn) {
+  if (waiting_.empty() || !per_domain_) return;
   const std::string name = waiting_.front();
   const auto it = dests_.find(name);
-  if (it == dests_.end() || it->second.connections >= destination_limit_locked() ||
-      !worth_moving_for_locked(it->second, now))
+  // (One whose servers have no connection got a worker, or an idle one, as it came in.)
+  if (it == dests_.end() || it->second.pending.empty() ||
+      it->second.connections >= destination_limit_locked() ||
+      it->second.waiting_since + settings_locked().move_after > now)
     return;
+  if (workers_ < settings_locked().max_mta) {
+    if (pending_ > settings_locked().max_queue && unbound_.empty() && reserve_worker_locked())
+      ++spawn;
+    return;
+  }
+  if (idle_lru_.empty()) return;
   if (auto w = evict_idle_locked(name)) wake.push_back(std::move(w));
 }
 
@@ -208,6 +229,7 @@ void Queue::connected_to(WorkerSlot& slot, std::string host) {
     std::lock_guard lock(mu_);
     const bool refile =
         slot.parked && slot.bound && settings_locked().per_domain() && slot.host != host;
+    arrived_locked(slot);
     if (host != slot.host) {
       if (!slot.host.empty()) closed_on_server_locked(slot.host);
       if (!host.empty()) {
@@ -263,6 +285,7 @@ void Queue::push_pending_locked(Job job, bool front) {
   stats_.peak_msgs = std::max(stats_.peak_msgs, pending_);
   if (!d.waiting) {
     d.waiting = true;
+    d.waiting_since = Clock::now();
     waiting_.push_back(name);
   }
 }
@@ -395,9 +418,8 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server)
   return std::nullopt;
 }
 
-Job Queue::take_from_waiting_locked(WorkerSlot& slot, std::size_t i) {
-  const std::string name = waiting_[i];
-  Destination& e = dests_[name];
+Job Queue::pop_waiting_locked(std::size_t i) {
+  Destination& e = dests_[waiting_[i]];
   Job job = std::move(e.pending.front());
   e.pending.pop_front();
   --pending_;
@@ -406,6 +428,12 @@ Job Queue::take_from_waiting_locked(WorkerSlot& slot, std::size_t i) {
     e.waiting = false;
     waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
   }
+  return job;
+}
+
+Job Queue::take_from_waiting_locked(WorkerSlot& slot, std::size_t i) {
+  const std::string name = waiting_[i];
+  Job job = pop_waiting_locked(i);
   if (!slot.bound || slot.destination != name) {
     unbind_locked(slot);
     bind_locked(slot, name);
@@ -450,7 +478,7 @@ void Queue::enqueue(Job job, bool fresh) {
     }
     job.queued = now;
     place_locked(std::move(job), now, servers, p);
-    rebalance_locked(now, p.wake);
+    rebalance_locked(now, p.wake, p.spawn);
   }
   if (advice) spdlog::info("queue {}: {}", name_, *advice);
   carry_out(p);
@@ -514,15 +542,19 @@ void Queue::place_locked(Job job, Clock::time_point now, const Servers& servers,
     return;
   }
   const bool room = d.connections < limit;
+  // In a DNS-routed queue, a job whose server has connections open, all busy, waits for one of
+  // them (or goes in the same write as another's job, max_pipelined) rather than have another
+  // connection opened, or moved from another server at max_mta (patent §C); until move_after,
+  // when rebalance_locked opens or moves one for it. Connections grow with what the servers
+  // cannot take, not with every job that finds none idle: in `zero`, 400-500 connections for
+  // 200 allowed had made the relay spend its time waking threads.
+  const bool wait_for_own = per_domain_ && known && served_locked(*servers);
   push_pending_locked(std::move(job), false);
-  if (room) {
+  if (room && !wait_for_own) {
     // Patent Fig. 7: no worker ready, fewer than max_mta, a backlog beyond max_queue.
     if ((workers_ == 0 || pending_ > settings_locked().max_queue) && reserve_worker_locked()) {
       ++p.spawn;
-    } else if (workers_ >= settings_locked().max_mta && !(known && served_locked(*servers))) {
-      // At max_mta: an idle connection to another server is closed for this one (patent §C)
-      // only when none is open to its own; otherwise it waits for one of those to come free,
-      // or move_after (rebalance_locked).
+    } else if (workers_ >= settings_locked().max_mta) {
       if (auto w = evict_idle_locked(name)) p.wake.push_back(std::move(w));
     }
   }
@@ -569,6 +601,7 @@ bool Queue::admit(const std::shared_ptr<net::Wakeup>& w) {
 
 Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
   std::vector<std::shared_ptr<net::Wakeup>> wake;
+  unsigned spawn = 0;
   Next next;
   {
     std::lock_guard lock(mu_);
@@ -602,7 +635,7 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
     if (!next.job) next.job = take_waiting_locked(slot, next.on_server);
     if (next.job) {
       release_throttled_locked(wake);
-      rebalance_locked(Clock::now(), wake);
+      rebalance_locked(Clock::now(), wake, spawn);
     } else if (stopping_) {
       next.stop = true;
     } else if (!slot.parked) {
@@ -617,7 +650,39 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
     }
   }
   for (auto& w : wake) w->notify();
+  for (unsigned k = 0; k < spawn && spawner_; ++k) spawner_(*this, false);
   return next;
+}
+
+std::vector<Job> Queue::more_for_connection(WorkerSlot& slot, std::size_t max, bool quick) {
+  std::vector<Job> more;
+  std::vector<std::shared_ptr<net::Wakeup>> wake;
+  {
+    std::lock_guard lock(mu_);
+    if (pending_ == 0 || !quick) return more;
+    const unsigned limit = destination_limit_locked();
+    while (more.size() < max) {
+      if (slot.bound) {
+        Destination& d = dests_[slot.destination];
+        if (!d.pending.empty()) {
+          more.push_back(std::move(d.pending.front()));
+          d.pending.pop_front();
+          --pending_;
+          continue;
+        }
+      }
+      if (!per_domain_ || slot.host.empty()) break;
+      const auto on_host = waiting_on_host_locked(slot, limit);
+      if (on_host == waiting_.end()) break;
+      more.push_back(pop_waiting_locked(static_cast<std::size_t>(on_host - waiting_.begin())));
+      ++stats_.reused;
+    }
+    in_flight_ += more.size();
+    stats_.pipelined += more.size();
+    if (!more.empty()) release_throttled_locked(wake);
+  }
+  for (auto& w : wake) w->notify();
+  return more;
 }
 
 bool Queue::unpark(WorkerSlot& slot) {
@@ -651,7 +716,7 @@ void Queue::detach(WorkerSlot& slot) {
       slot.inbox.reset();
       --in_flight_;
     }
-    unbind_locked(slot);
+    unbind_locked(slot);  // and arrived_locked
     if (!slot.host.empty()) {
       closed_on_server_locked(slot.host);
       slot.host.clear();

@@ -9,8 +9,9 @@
 // it (patent §C). Otherwise it waits. A static queue (`mx`) has one destination; a DNS-routed
 // queue has one per recipient domain, each with at most destination_concurrency connections,
 // and keeps idle connections, filed under their server, to the connection_cache most recently
-// used servers. There a connection is moved to another server only for a job whose servers
-// have none open, or that waited move_after for theirs (which are busy).
+// used servers. There a job whose servers have a connection open or opening waits for it
+// (or goes in the same write as another's job: more_for_connection) rather than start a worker
+// or move a connection from another server; until it has waited move_after.
 //
 // Results come back through complete(), which logs final outcomes, schedules retries, and after
 // max_fail consecutive connection failures declares a destination down and hands its mail to
@@ -57,6 +58,7 @@ struct WorkerSlot {
   std::string destination;       // when bound
   bool drop_connection = false;  // the queue wants its idle connection closed (cache eviction)
   std::string host;              // the server its connection is open to ("" when none)
+  std::string heading_for;       // the server it is counted towards while it connects
 };
 
 // How one delivery attempt ended for one recipient.
@@ -89,6 +91,7 @@ struct QueueStats {
   std::uint64_t delivered = 0, bounced = 0, failed = 0, deferred = 0, handed_off = 0;
   std::uint64_t reused = 0;       // jobs given to an open connection found by its server
   std::uint64_t connections = 0;  // connections opened (and greeted)
+  std::uint64_t pipelined = 0;    // jobs written behind another on its connection at once
 };
 
 class Queue {
@@ -150,6 +153,13 @@ class Queue {
   // A job for this worker, or parks the slot in a ready list (job empty, stop false).
   // `connected`: the worker holds an open connection to its bound destination.
   [[nodiscard]] Next next_job(WorkerSlot& slot, bool connected);
+  // For a worker holding a job on an open connection: up to `max` more jobs that connection's
+  // server takes (its destination's next, then waiting destinations it serves), to go in the
+  // same write. Only when its server is `quick` (it answered the connection's last transaction
+  // within move_after: they would have waited about as long for this connection anyway). A
+  // slow server answers pipelined transactions one after the other: they are left for other
+  // connections to take at the same time.
+  [[nodiscard]] std::vector<Job> more_for_connection(WorkerSlot& slot, std::size_t max, bool quick);
   // Leaves the ready list after an idle timeout; false if a job arrived meanwhile (in inbox).
   // The worker then closes its connection.
   [[nodiscard]] bool unpark(WorkerSlot& slot);
@@ -189,6 +199,8 @@ class Queue {
     unsigned failures = 0;          // consecutive connection failures
     Clock::time_point down_until{};
     bool waiting = false;  // listed in waiting_
+    // Since when, for move_after: not the jobs' arrival, which may be a look-up earlier.
+    Clock::time_point waiting_since{};
     // Its MX hosts looked up ahead of its first job (set_look_up): jobs are held while
     // Underway (pending, but not in waiting_), and never again once Done.
     enum class LookUp : unsigned char { NotYet, Underway, Done } look_up = LookUp::NotYet;
@@ -239,14 +251,17 @@ class Queue {
   void drop_from_lru_locked(Destination& d);
   WorkerSlot* idle_on_same_server_locked(const std::vector<std::string>& servers);
   void closed_on_server_locked(const std::string& host);  // one connection fewer open to it
+  void arrived_locked(WorkerSlot& slot);  // connected, or gave up: no longer heading_for
   // Whether a connection, busy or idle, is open to one of `servers`.
   [[nodiscard]] bool served_locked(const std::vector<std::string>& servers) const;
   // Whether a worker connected to another server may close its connection for `d`'s next job:
   // its servers have no connection open, or the job waited move_after for theirs.
   [[nodiscard]] bool worth_moving_for_locked(const Destination& d, Clock::time_point now) const;
-  // At max_mta: the destination waiting longest, once it has waited move_after, gets the least
-  // recently used idle connection (patent §C). One a call.
-  void rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<net::Wakeup>>& wake);
+  // The destination waiting longest, once it has waited move_after, gets a new worker (`spawn`)
+  // below max_mta, or at max_mta the least recently used idle connection (patent §C). One a
+  // call.
+  void rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<net::Wakeup>>& wake,
+                        unsigned& spawn);
   // Lists a parked, bound slot as idle: under its server in a DNS-routed queue, else under its
   // destination; then keeps the connection cache to its size.
   void park_bound_locked(WorkerSlot& slot, std::vector<std::shared_ptr<net::Wakeup>>& wake);
@@ -256,6 +271,8 @@ class Queue {
   std::optional<Job> take_waiting_locked(WorkerSlot& slot, bool& on_server);
   // The next job of the destination at waiting_[i], the slot bound to it.
   Job take_from_waiting_locked(WorkerSlot& slot, std::size_t i);
+  // The same, the slot's binding left as it is (not counted in flight either).
+  Job pop_waiting_locked(std::size_t i);
   // Of the kHostScan oldest waiting destinations, the first a worker connected to `host` may
   // take that this host serves; waiting_.end() if none.
   std::deque<std::string>::iterator waiting_on_host_locked(const WorkerSlot& slot, unsigned limit);
@@ -287,8 +304,9 @@ class Queue {
   std::size_t head_passed_ = 0;       // times waiting_'s first was passed over for one on a host
   std::vector<WorkerSlot*> unbound_;  // parked workers without a connection
   std::list<std::string> idle_lru_;   // where idle connections are filed, most recent first
-  // Connections open, busy or idle, by server (WorkerSlot::host): a job whose server has one
-  // waits for it rather than have another closed and opened (DNS-routed queues).
+  // Connections open, busy or idle, or being opened, by server (WorkerSlot::host, heading_for):
+  // a job whose server has one waits for it rather than have another opened (DNS-routed
+  // queues).
   std::unordered_map<std::string, unsigned> open_by_server_;
   std::vector<std::shared_ptr<net::Wakeup>> throttled_;
   // Jobs waiting for their retry time, under one timer rather than one each.

@@ -195,7 +195,11 @@ net::Task<bool> SinkSession::end_message(const smtp::DataReader& content, bool b
   std::uniform_real_distribution<double> u(0, 1);
   const double x = u(rng_);
   if (drop || x < opts_.drop) {
+    // This transaction's reply is lost with the connection, not those of the transactions
+    // pipelined before it in the same read: a client would otherwise count them unanswered and
+    // send them again, duplicates the fault does not stand for.
     counts_.dropped();
+    co_await flush();
     co_return false;
   }
   if (content.too_big()) {
@@ -262,6 +266,7 @@ net::Task<void> SinkSession::serve() {
               : proto_.on_command(line.text);
       if (drop_now_) {
         counts_.dropped();
+        co_await flush();  // what was answered before, as in end_message
         co_return;
       }
       if (opts_.broken_starttls && cmd.verb == smtp::Verb::Ehlo && resp.reply.code == 250) {

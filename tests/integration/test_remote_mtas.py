@@ -4,6 +4,7 @@ process that runs out of descriptors."""
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,29 @@ def test_postfix_as_the_remote_mta(serve, postfix_remote, tls):
         assert "Anonymous TLS connection established from" in log
     else:
         assert "TLS connection established" not in log
+
+
+@needs_postfix
+def test_postfix_takes_pipelined_transactions(serve, postfix_remote):
+    """Postfix's smtpd offers PIPELINING and CHUNKING: over one connection, the mail that waits
+    for it goes several transactions to a write (docs/DELIVERY.md), and every message arrives."""
+    pf = postfix_remote()
+    port = free_port()
+    srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["127.0.0.1:{pf.port}"]\nmax_mta = 1\n'
+                'tls = "off"\nmove_after = "10s"\n')
+    r = subprocess.run([MMA, "compose", "--synthetic", "300", "--big-domain", "remote.test", "--big-share", "1",
+                        "-s", f"127.0.0.1:{port}", "-n", "10", "--progress", "never"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    finals = srv.wait_finals(300, timeout=120)
+    assert all(e["event"] == "delivered" for e in finals), [e for e in finals if e["event"] != "delivered"][:2]
+    wait_until(lambda: maillog(pf).count("status=sent") >= 300, timeout=60, what="Postfix to take 300 messages")
+    srv.process.proc.send_signal(signal.SIGUSR1)
+    line = wait_until(lambda: next((l for l in srv.output().splitlines() if "queue general:" in l), None),
+                      what="statistics in the log")
+    stats = dict(kv.split("=", 1) for kv in line.split("queue general: ", 1)[1].split())
+    assert int(stats["pipelined"]) > 0, stats
+    assert stats["connections"] == "1", stats
 
 
 def test_a_program_mta_mma_serve_stdio(sink, serve, tmp_path):
