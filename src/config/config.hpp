@@ -111,7 +111,7 @@ struct QueueSection {
   unsigned max_mta = 100;
   std::size_t max_queue = 0;
   std::size_t max_jobs = 1000;
-  std::size_t max_pipelined = 8;  // transactions written at once to a connection (at max_mta)
+  std::size_t max_pipelined = 8;  // transactions written at once to a quick server
   std::size_t batch_size = 100;
   bool chunking = true;  // send by BDAT (RFC 3030) where CHUNKING is offered
   unsigned max_retries = 10;

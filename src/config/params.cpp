@@ -131,12 +131,13 @@ constexpr std::array kParams{
     Param{"queue", "destination_concurrency", "integer", "20",
           "DNS-routed queues: connections at most to one destination."},
     Param{"queue", "move_after", "duration", "\"50ms\"",
-          "DNS-routed queues: how long a job whose servers have connections open or opening, all "
-          "busy, waits for one of them before a worker is started for it (below max_mta) or an "
-          "idle connection to another server is closed and opened to its server (at max_mta); a "
-          "worker whose server has no mail leaves it only for such a job, or one whose servers "
-          "have no connection. A server that answered a connection's last transaction within "
-          "this time gets the mail waiting for it pipelined (max_pipelined)."},
+          "DNS-routed queues: how long a destination whose servers have connections open or "
+          "opening, all busy, waits for one of them before a worker is started for it (below "
+          "max_mta) or an idle connection to another server is closed and opened to its server "
+          "(at max_mta); a worker whose server has no mail leaves it only for such a "
+          "destination, or one whose servers have no connection. Every queue: a server that "
+          "answered a connection's last transaction within this time gets the mail waiting for "
+          "it pipelined (max_pipelined)."},
     Param{"queue", "max_fail", "integer", "5",
           "Consecutive connection failures after which a destination is down: its mail goes to the "
           "`retry` queue, or fails."},
@@ -165,10 +166,12 @@ constexpr std::array kParams{
     Param{"queue", "max_jobs", "integer", "1000",
           "Jobs (transactions) per connection before it is closed and opened anew."},
     Param{"queue", "max_pipelined", "integer", "8",
-          "At max_mta, with more mail waiting for a connection's server: transactions written "
-          "to it at once, each MAIL, RCPT and BDAT with its message, their replies read after "
-          "(RFC 2920, RFC 3030; only where the server offers PIPELINING and CHUNKING, for "
-          "messages held in memory). One round trip for all. 1: one transaction at a time."},
+          "Transactions written to a connection at once when its server answered the last one "
+          "within move_after and more mail waits for it: each MAIL, RCPT and BDAT with its "
+          "message (an RSET before each MAIL but the first), their replies read after (RFC "
+          "2920, RFC 3030; only where the server offers PIPELINING and CHUNKING, for messages "
+          "held in memory; at most 1 MB and 1,000 replies a write). One round trip for all. 1: "
+          "one transaction at a time."},
     Param{"queue", "batch_size", "integer", "100", "Recipients per SMTP transaction."},
     Param{"queue", "chunking", "boolean", "true",
           "Send a message held in memory as one BDAT (RFC 3030) where the remote MTA offers "

@@ -68,7 +68,10 @@ net::Task<void> MtaWorker::run(std::shared_ptr<MtaWorker> self, bool warm) {
       self->in_hand_.push_back(std::move(*self->current_));
       self->current_.reset();
     }
+    for (Job& job : self->later_) self->in_hand_.push_back(std::move(job));
+    self->later_.clear();
     for (Job& job : self->in_hand_) {
+      if (!job.message) continue;  // the queue has it already
       routing::AttemptReport report;
       report.connection_fault = true;
       report.mx = self->client_.peer();
@@ -190,21 +193,25 @@ net::Task<void> MtaWorker::work(bool warm) {
     report.connected = true;
     Job job = std::move(*current_);
     current_.reset();
-    // More mail for this server waits, and no other connection may take it: it goes in the
-    // same write (pipelined transactions), one round trip for all.
-    std::vector<Job> more;
+    // Mail waiting for this server, when it answers quickly, goes in the same write (pipelined
+    // transactions): one round trip for all. Held by in_hand_ and later_ from here on.
+    std::size_t written = 1;
     if (cfg_->max_pipelined > 1 && cfg_->chunking && client_.pipelines() &&
-        !job.message->body->file)
-      more = queue_.more_for_connection(slot_, cfg_->max_pipelined - 1,
-                                        last_transaction_ < cfg_->move_after);
-    jobs_on_connection_ += 1 + more.size();
-    const std::size_t written = 1 + more.size();
+        !job.message->body->file && jobs_on_connection_ + 1 < cfg_->max_jobs) {
+      const std::size_t room =
+          std::min(cfg_->max_pipelined - 1, cfg_->max_jobs - jobs_on_connection_ - 1);
+      std::vector<Job> more =
+          queue_.more_for_connection(slot_, room, last_transaction_ < cfg_->move_after);
+      written += more.size();
+      if (!more.empty()) hold_group(std::move(job), std::move(more));
+    }
+    jobs_on_connection_ += written;
     const Clock::time_point began = Clock::now();
     bool ok142 = false;
-    if (more.empty()) {
+    if (in_hand_.empty()) {
       ok142 = co_await deliver(std::move(job), report);
     } else {
-      ok142 = co_await deliver_pipelined(std::move(job), std::move(more), report);
+      ok142 = co_await deliver_pipelined(report);
     }
     last_transaction_ = (Clock::now() - began) / static_cast<long>(written);
     if (!ok142) {
@@ -336,19 +343,31 @@ void MtaWorker::lost_connection() {
   queue_.connected_to(slot_, "");  // else the queue would match it to jobs by a stale host
 }
 
-net::Task<bool> MtaWorker::deliver_pipelined(Job first, std::vector<Job> more,
-                                             routing::AttemptReport report) {
-  // Bodies in files keep DATA, one transaction at a time, after the others.
-  std::vector<Job> later;
+void MtaWorker::hold_group(Job first, std::vector<Job> more) {
+  // A group goes in one write under one deadline, and its replies come back while it is being
+  // written: kept to one block (as send_chunk's) and to a bounded number of replies (RFC 2920
+  // §3.1: a client must not let the server block writing replies it does not read). Bodies in
+  // files keep DATA, one transaction at a time, after the others, as does what does not fit.
+  constexpr std::size_t kGroupBytes = 1 << 20;
+  constexpr std::size_t kGroupReplies = 1000;
+  std::size_t bytes = first.message->body->size;
+  std::size_t replies = first.recipients.size() + 3;
   in_hand_.reserve(1 + more.size());
   in_hand_.push_back(std::move(first));
   for (Job& j : more) {
-    if (j.message->body->file) {
-      later.push_back(std::move(j));
-    } else {
-      in_hand_.push_back(std::move(j));
+    const std::size_t b = j.message->body->size;
+    const std::size_t r = j.recipients.size() + 3;  // RSET, MAIL, each RCPT, BDAT
+    if (j.message->body->file || bytes + b > kGroupBytes || replies + r > kGroupReplies) {
+      later_.push_back(std::move(j));
+      continue;
     }
+    bytes += b;
+    replies += r;
+    in_hand_.push_back(std::move(j));
   }
+}
+
+net::Task<bool> MtaWorker::deliver_pipelined(routing::AttemptReport report) {
   std::vector<SmtpClient::Outgoing> group(in_hand_.size());
   for (std::size_t i = 0; i < in_hand_.size(); ++i) {
     group[i].input = input_of(in_hand_[i]);  // views into the job, which stays in in_hand_
@@ -356,22 +375,26 @@ net::Task<bool> MtaWorker::deliver_pipelined(Job first, std::vector<Job> more,
   }
   std::vector<SmtpClient::Transaction> txs =
       co_await client_.transact_pipelined(std::move(group), cfg_->timeouts);
-  std::vector<Job> done = std::move(in_hand_);
-  in_hand_.clear();
   report.mx = client_.peer();
   bool broken = false;
-  for (std::size_t i = 0; i < done.size(); ++i) {
+  // Each job leaves in_hand_ as the queue takes it: an exception cannot lose the rest.
+  for (std::size_t i = 0; i < txs.size(); ++i) {
     routing::AttemptReport r = report;
     r.connection_fault = txs[i].fault || txs[i].closing;
     broken = broken || r.connection_fault;
-    const std::vector<routing::RecipientStatus> statuses = statuses_of(txs[i], done[i]);
-    queue_.complete(std::move(done[i]), statuses, r);
+    const std::vector<routing::RecipientStatus> statuses = statuses_of(txs[i], in_hand_[i]);
+    Job job = std::move(in_hand_[i]);
+    in_hand_[i].message.reset();  // taken: run()'s handler skips it
+    queue_.complete(std::move(job), statuses, r);
   }
-  for (Job& j : later) {
+  in_hand_.clear();
+  while (!later_.empty()) {
+    Job j = std::move(later_.back());
+    later_.pop_back();
     if (broken) {
       // Never tried: back to the queue, no attempt charged.
       std::vector<routing::RecipientStatus> statuses(j.recipients.size());
-      for (auto& s : statuses) s.resend = true;
+      for (auto& st : statuses) st.resend = true;
       queue_.complete(std::move(j), statuses, report);
       continue;
     }

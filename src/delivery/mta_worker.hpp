@@ -82,9 +82,12 @@ class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
   net::Task<bool> serves(const std::string& destination);
   // One attempt at the job on the open connection; false when the connection broke.
   net::Task<bool> deliver(Job job, routing::AttemptReport report);
-  // The job and `more` for the same server in one write (pipelined transactions), those whose
-  // bodies are in files one at a time after; false when the connection broke.
-  net::Task<bool> deliver_pipelined(Job job, std::vector<Job> more, routing::AttemptReport report);
+  // Puts `first` and `more` (for the same server) in in_hand_, to go in one write, and what
+  // cannot go in it in later_.
+  void hold_group(Job first, std::vector<Job> more);
+  // in_hand_ in one write (pipelined transactions), then later_ one at a time; false when the
+  // connection broke.
+  net::Task<bool> deliver_pipelined(routing::AttemptReport report);
   // The envelope of `job`, as views into it.
   static smtp::TransactionInput input_of(const Job& job);
   // What a transaction's replies mean for each recipient of `job`.
@@ -113,6 +116,7 @@ class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
   Clock::duration last_transaction_ = Clock::duration::max();
   std::optional<Job> current_;  // the job in hand, handed back if the worker dies
   std::vector<Job> in_hand_;    // likewise, the jobs of a pipelined write
+  std::vector<Job> later_;      // and those to go one at a time after it
 };
 
 }  // namespace mma::delivery

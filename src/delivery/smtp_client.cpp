@@ -454,7 +454,12 @@ net::Task<std::vector<SmtpClient::Transaction>> SmtpClient::transact_pipelined(
     error_ = why;  // the write's failure, not the read's that followed
     for (Transaction& o : out) o.closing = true;  // the connection is of no further use
   }
-  const bool held = !txs.empty() && txs.back().needs_rset();
+  // The last transaction written may have left the server holding it (refused locally, those
+  // after it were never written).
+  bool held = false;
+  for (std::size_t i = 0; i < txs.size(); ++i) {
+    if (!commands[i].empty()) held = txs[i].needs_rset();
+  }
   if (held && !broken && !closing && sent) {
     std::optional<smtp::Reply> r;
     const bool ok = co_await send("RSET\r\n", t.command);

@@ -194,20 +194,35 @@ bool Queue::worth_moving_for_locked(const Destination& d, Clock::time_point now)
 void Queue::rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<net::Wakeup>>& wake,
                              unsigned& spawn) {
   if (waiting_.empty() || !per_domain_) return;
-  const std::string name = waiting_.front();
-  const auto it = dests_.find(name);
-  // (One whose servers have no connection got a worker, or an idle one, as it came in.)
-  if (it == dests_.end() || it->second.pending.empty() ||
-      it->second.connections >= destination_limit_locked() ||
-      it->second.waiting_since + settings_locked().move_after > now)
-    return;
-  if (workers_ < settings_locked().max_mta) {
-    if (pending_ > settings_locked().max_queue && unbound_.empty() && reserve_worker_locked())
-      ++spawn;
+  // The first few, not only the first: one at its connection limit, or a stale entry whose
+  // jobs its own worker took, must not keep the rest waiting.
+  const unsigned limit = destination_limit_locked();
+  const std::size_t n = std::min(kHostLook, waiting_.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string& name = waiting_[i];
+    const auto it = dests_.find(name);
+    if (it == dests_.end() || it->second.pending.empty() || it->second.connections >= limit ||
+        it->second.waiting_since + settings_locked().move_after > now)
+      continue;
+    if (workers_ < settings_locked().max_mta) {
+      if (pending_ > settings_locked().max_queue && unbound_.empty() && reserve_worker_locked())
+        ++spawn;
+      return;
+    }
+    if (idle_lru_.empty()) return;
+    const std::string due = name;  // evict_idle_locked may add to dests_, not to waiting_
+    if (auto w = evict_idle_locked(due)) wake.push_back(std::move(w));
     return;
   }
-  if (idle_lru_.empty()) return;
-  if (auto w = evict_idle_locked(name)) wake.push_back(std::move(w));
+}
+
+void Queue::want_rebalance_locked(Clock::time_point at, bool& rearm) {
+  if (at >= rebalance_due_) return;
+  rebalance_due_ = at;
+  if (at < timer_due_) {
+    timer_due_ = at;
+    rearm = true;
+  }
 }
 
 void Queue::park_bound_locked(WorkerSlot& slot, std::vector<std::shared_ptr<net::Wakeup>>& wake) {
@@ -276,6 +291,8 @@ void Queue::drop_from_lru_locked(Destination& d) {
 void Queue::push_pending_locked(Job job, bool front) {
   const std::string name = job.destination;
   Destination& d = dests_[name];
+  // Waiting since its first job still waiting (a stale entry in waiting_ keeps `waiting`).
+  if (d.pending.empty()) d.waiting_since = Clock::now();
   if (front) {
     d.pending.push_front(std::move(job));
   } else {
@@ -285,7 +302,6 @@ void Queue::push_pending_locked(Job job, bool front) {
   stats_.peak_msgs = std::max(stats_.peak_msgs, pending_);
   if (!d.waiting) {
     d.waiting = true;
-    d.waiting_since = Clock::now();
     waiting_.push_back(name);
   }
 }
@@ -550,6 +566,7 @@ void Queue::place_locked(Job job, Clock::time_point now, const Servers& servers,
   // 200 allowed had made the relay spend its time waking threads.
   const bool wait_for_own = per_domain_ && known && served_locked(*servers);
   push_pending_locked(std::move(job), false);
+  if (wait_for_own && room) want_rebalance_locked(now + settings_locked().move_after, p.rearm);
   if (room && !wait_for_own) {
     // Patent Fig. 7: no worker ready, fewer than max_mta, a backlog beyond max_queue.
     if ((workers_ == 0 || pending_ > settings_locked().max_queue) && reserve_worker_locked()) {
@@ -561,6 +578,7 @@ void Queue::place_locked(Job job, Clock::time_point now, const Servers& servers,
 }
 
 void Queue::carry_out(Placement& p) {
+  if (p.rearm) asio::post(loops_.main(), [this] { arm_retry_timer(); });
   for (auto& w : p.wake) w->notify();
   for (unsigned i = 0; i < p.spawn && spawner_; ++i) spawner_(*this, false);
   if (!p.down.empty()) hand_off(std::move(p.down), "destination down");
@@ -964,6 +982,7 @@ void Queue::arm_retry_timer() {
 
 void Queue::on_retry_timer() {
   std::vector<Job> due;
+  Placement p;
   {
     std::lock_guard lock(mu_);
     const auto now = Clock::now();
@@ -972,8 +991,16 @@ void Queue::on_retry_timer() {
       delayed_.erase(delayed_.begin());
     }
     retrying_ = delayed_.size();
-    timer_due_ = delayed_.empty() ? Clock::time_point::max() : delayed_.begin()->first;
+    if (rebalance_due_ <= now) {
+      rebalance_due_ = Clock::time_point::max();
+      rebalance_locked(now, p.wake, p.spawn);
+      // Another look later while anything still waits: at most one every move_after.
+      if (pending_ > 0) rebalance_due_ = now + settings_locked().move_after;
+    }
+    timer_due_ = std::min(rebalance_due_,
+                          delayed_.empty() ? Clock::time_point::max() : delayed_.begin()->first);
   }
+  carry_out(p);
   for (Job& job : due) enqueue(std::move(job), false);
   arm_retry_timer();
 }

@@ -217,6 +217,7 @@ class Queue {
     unsigned spawn = 0;
     std::vector<Job> down;
     std::vector<std::string> look_up;
+    bool rearm = false;  // the timer must be armed earlier (arm_retry_timer)
   };
 
   void enqueue(Job job, bool fresh);
@@ -257,9 +258,12 @@ class Queue {
   // Whether a worker connected to another server may close its connection for `d`'s next job:
   // its servers have no connection open, or the job waited move_after for theirs.
   [[nodiscard]] bool worth_moving_for_locked(const Destination& d, Clock::time_point now) const;
-  // The destination waiting longest, once it has waited move_after, gets a new worker (`spawn`)
-  // below max_mta, or at max_mta the least recently used idle connection (patent §C). One a
-  // call.
+  // Of the kHostLook destinations waiting longest, the first that has waited move_after gets a
+  // new worker (`spawn`) below max_mta, or at max_mta the least recently used idle connection
+  // (patent §C). One a call.
+  // Also on the timer, rebalance_due_: waiting mail gets a look every move_after however quiet
+  // the queue is.
+  void want_rebalance_locked(Clock::time_point at, bool& rearm);
   void rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<net::Wakeup>>& wake,
                         unsigned& spawn);
   // Lists a parked, bound slot as idle: under its server in a DNS-routed queue, else under its
@@ -311,7 +315,10 @@ class Queue {
   std::vector<std::shared_ptr<net::Wakeup>> throttled_;
   // Jobs waiting for their retry time, under one timer rather than one each.
   std::multimap<Clock::time_point, Job> delayed_;
-  Clock::time_point timer_due_ = Clock::time_point::max();
+  Clock::time_point timer_due_ = Clock::time_point::max();  // the earlier of these two:
+  // When a destination left waiting for its servers' busy connections is due a look from
+  // rebalance_locked, should no job come in or go out meanwhile (the same timer).
+  Clock::time_point rebalance_due_ = Clock::time_point::max();
   asio::steady_timer retry_timer_;  // touched on the main loop only
   std::size_t pending_ = 0;
   unsigned workers_ = 0;  // live and starting

@@ -26,7 +26,8 @@ def test_mail_waiting_for_a_quick_server_goes_several_transactions_to_a_write(si
     s = sink()
     port = free_port()
     # One connection: what the composer sends meanwhile waits for it, and goes pipelined.
-    srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{s.address}"]\nmax_mta = 1\n')
+    srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{s.address}"]\nmax_mta = 1\n'
+                'move_after = "10s"\n')  # a quick server, however slow the test machine
     r = subprocess.run([MMA, "compose", "--synthetic", "400", "--domains", "4", "-s", f"127.0.0.1:{port}",
                         "-n", "10", "--progress", "never"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -143,5 +144,33 @@ def test_mail_pipelined_behind_a_transaction_the_server_held_open_is_neither_bou
         stats = queue_stats(srv)
         assert int(stats["pipelined"]) > 0, stats  # the case was met: some went behind the held one
         assert holder.resets > 0 and holder.held == 0
+    finally:
+        holder.close()
+
+
+def test_a_held_transaction_last_written_is_reset_though_one_refused_here_came_after(serve):
+    """The last transaction written, not the last of the group, decides the closing RSET: an
+    8-bit message to a server without 8BITMIME is refused before a word is sent, and the next
+    write's first MAIL must not meet the transaction the server still holds."""
+    holder = HoldingServer()
+    port = free_port()
+    srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["127.0.0.1:{holder.port}"]\n'
+                'max_mta = 1\nmove_after = "10s"\nretry_delay = "50ms"\n')
+    try:
+        with smtplib.SMTP("127.0.0.1", port) as c:
+            c.sendmail("a@b.test", ["first@x.test"], b"Subject: first\r\n\r\nfirst\r\n")
+            c.sendmail("a@b.test", ["hold@x.test"], b"Subject: hold\r\n\r\nheld\r\n")
+            c.sendmail("a@b.test", ["eight@x.test"], "Subject: 8\r\n\r\ncaf\u00e9\r\n".encode(),
+                       mail_options=["BODY=8BITMIME"])
+            holder.gate.set()
+            wait_until(lambda: len(srv.finals()) >= 3, what="the first three outcomes")
+            c.sendmail("a@b.test", ["next@x.test"], b"Subject: next\r\n\r\nnext\r\n")
+        finals = srv.wait_finals(4, timeout=30)
+        by_rcpt = {e["rcpt"]: e for e in finals}
+        assert by_rcpt["hold@x.test"]["event"] == "bounced"
+        assert by_rcpt["eight@x.test"]["event"] == "bounced" and "8BITMIME" in by_rcpt["eight@x.test"]["reply"]
+        assert by_rcpt["next@x.test"]["event"] == "delivered", by_rcpt["next@x.test"]
+        assert holder.held == 0
+        assert int(queue_stats(srv)["pipelined"]) > 0
     finally:
         holder.close()

@@ -695,7 +695,7 @@ TEST_F(SameServerTest, AJobThatWaitedMoveAfterForItsServerTakesAnIdleConnectionE
 // time waking threads.)
 TEST_F(SameServerTest, AJobForABusyServerWaitsForItsConnectionRatherThanStartAWorker) {
   config::QueueSection c = cfg(10, 5, 5);
-  c.move_after = std::chrono::milliseconds(5);
+  c.move_after = std::chrono::milliseconds(300);  // more than a loaded machine's pause
   Queue q(c, log, loops);
   int spawned = 0;
   q.set_spawner([&](Queue&, bool) { ++spawned; });
@@ -722,7 +722,7 @@ TEST_F(SameServerTest, AJobForABusyServerWaitsForItsConnectionRatherThanStartAWo
   q.submit(job("e.test"));
   EXPECT_EQ(spawned, 2);
 
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
   q.submit(job("e.test"));  // d.test waited move_after: one more worker, one at a time
   EXPECT_EQ(spawned, 3);
 }
