@@ -118,18 +118,28 @@ class HoldingServer:
         self.sock.close()
 
 
-def test_mail_pipelined_behind_a_transaction_the_server_held_open_is_neither_bounced_nor_swallowed(serve):
-    holder = HoldingServer()
+def relay_to(serve, holder):
+    """mma serve with one connection to `holder`, counted as quick however slow the machine;
+    returns the relay and its port."""
     port = free_port()
-    # One connection, and a server counted as quick however long a test machine takes.
     srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["127.0.0.1:{holder.port}"]\n'
                 'max_mta = 1\nmove_after = "10s"\nretry_delay = "50ms"\n')
+    return srv, port
+
+
+def send_first_and_hold(c):
+    """first@'s message, which the server answers once its gate opens, then hold@'s: the
+    connection's next write begins with the one whose BDAT the server refuses and holds."""
+    c.sendmail("a@b.test", ["first@x.test"], b"Subject: first\r\n\r\nfirst\r\n")
+    c.sendmail("a@b.test", ["hold@x.test"], b"Subject: hold\r\n\r\nheld\r\n")
+
+
+def test_mail_pipelined_behind_a_transaction_the_server_held_open_is_neither_bounced_nor_swallowed(serve):
+    holder = HoldingServer()
+    srv, port = relay_to(serve, holder)
     try:
         with smtplib.SMTP("127.0.0.1", port) as c:
-            c.sendmail("a@b.test", ["first@x.test"], b"Subject: first\r\n\r\nfirst\r\n")
-            # Sent while the one connection waits for first@'s reply: the next write takes them
-            # all, the held one first.
-            c.sendmail("a@b.test", ["hold@x.test"], b"Subject: hold\r\n\r\nheld\r\n")
+            send_first_and_hold(c)  # and, in the same write, these behind it
             for i in range(5):
                 c.sendmail("a@b.test", [f"after{i}@x.test"], f"Subject: {i}\r\n\r\nafter\r\n".encode())
         holder.gate.set()
@@ -153,13 +163,10 @@ def test_a_held_transaction_last_written_is_reset_though_one_refused_here_came_a
     8-bit message to a server without 8BITMIME is refused before a word is sent, and the next
     write's first MAIL must not meet the transaction the server still holds."""
     holder = HoldingServer()
-    port = free_port()
-    srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["127.0.0.1:{holder.port}"]\n'
-                'max_mta = 1\nmove_after = "10s"\nretry_delay = "50ms"\n')
+    srv, port = relay_to(serve, holder)
     try:
         with smtplib.SMTP("127.0.0.1", port) as c:
-            c.sendmail("a@b.test", ["first@x.test"], b"Subject: first\r\n\r\nfirst\r\n")
-            c.sendmail("a@b.test", ["hold@x.test"], b"Subject: hold\r\n\r\nheld\r\n")
+            send_first_and_hold(c)
             c.sendmail("a@b.test", ["eight@x.test"], "Subject: 8\r\n\r\ncaf\u00e9\r\n".encode(),
                        mail_options=["BODY=8BITMIME"])
             holder.gate.set()
