@@ -388,9 +388,9 @@ net::Task<bool> MtaWorker::deliver_pipelined(routing::AttemptReport report) {
     queue_.complete(std::move(job), statuses, r);
   }
   in_hand_.clear();
-  while (!later_.empty()) {
-    Job j = std::move(later_.back());
-    later_.pop_back();
+  while (!later_.empty()) {  // in the order they came (at most max_pipelined - 1)
+    Job j = std::move(later_.front());
+    later_.erase(later_.begin());
     if (broken) {
       // Never tried: back to the queue, no attempt charged.
       std::vector<routing::RecipientStatus> statuses(j.recipients.size());
