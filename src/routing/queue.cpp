@@ -78,12 +78,12 @@ void Queue::reconfigure(config::QueueSection next) {
 }
 
 std::string Queue::destination_for(std::string_view domain) const {
-  return config()->per_domain() ? std::string(domain) : std::string();
+  return per_domain_ ? std::string(domain) : std::string();
 }
 
 unsigned Queue::destination_limit_locked() const {
   const config::QueueSection& c = settings_locked();
-  return c.per_domain() ? std::min(c.destination_concurrency, c.max_mta) : c.max_mta;
+  return per_domain_ ? std::min(c.destination_concurrency, c.max_mta) : c.max_mta;
 }
 
 void Queue::start() {
@@ -91,6 +91,7 @@ void Queue::start() {
     {
       std::lock_guard lock(mu_);
       ++workers_;
+      ++starting_;
       stats_.peak_mtas = std::max(stats_.peak_mtas, workers_);
     }
     if (spawner_) spawner_(*this, /*warm=*/true);
@@ -103,9 +104,16 @@ bool Queue::may_spawn_locked() const {
   return workers_ < settings_locked().max_mta && Clock::now() >= spawn_paused_until_;
 }
 
+void Queue::started_locked(WorkerSlot& slot) {
+  if (slot.started) return;
+  slot.started = true;
+  if (starting_ > 0) --starting_;
+}
+
 bool Queue::reserve_worker_locked() {
   if (!may_spawn_locked()) return false;
   ++workers_;
+  ++starting_;
   stats_.peak_mtas = std::max(stats_.peak_mtas, workers_);
   return true;
 }
@@ -185,27 +193,47 @@ bool Queue::served_locked(const std::vector<std::string>& servers) const {
                      [this](const std::string& h) { return open_by_server_.contains(h); });
 }
 
+bool Queue::due_locked(const Destination& d, Clock::time_point now) const {
+  return d.waiting_since + settings_locked().move_after <= now;
+}
+
+bool Queue::on_host(const Destination& d, const std::string& host) {
+  return d.servers && std::find(d.servers->begin(), d.servers->end(), host) != d.servers->end();
+}
+
 bool Queue::worth_moving_for_locked(const Destination& d, Clock::time_point now) const {
   if (d.pending.empty()) return false;
   if (!d.servers || d.servers->empty() || !served_locked(*d.servers)) return true;
-  return d.waiting_since + settings_locked().move_after <= now;
+  return due_locked(d, now);
 }
 
 void Queue::rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<net::Wakeup>>& wake,
                              unsigned& spawn) {
-  if (waiting_.empty() || !per_domain_) return;
+  // Called at every enqueue and every job taken: O(1) until the earliest the last look found
+  // could be due. A destination that joins waiting_ meanwhile is due later than that; one
+  // missed otherwise (moved into the first kHostLook, or under its limit again) gets the
+  // timer's look, rebalance_due_.
+  if (waiting_.empty() || !per_domain_ || now < rebalance_look_at_) return;
   // The first few, not only the first: one at its connection limit, or a stale entry whose
   // jobs its own worker took, must not keep the rest waiting.
   const unsigned limit = destination_limit_locked();
   const std::size_t n = std::min(kHostLook, waiting_.size());
+  auto next_look = Clock::time_point::max();
   for (std::size_t i = 0; i < n; ++i) {
     const std::string& name = waiting_[i];
     const auto it = dests_.find(name);
-    if (it == dests_.end() || it->second.pending.empty() || it->second.connections >= limit ||
-        it->second.waiting_since + settings_locked().move_after > now)
+    if (it == dests_.end() || it->second.pending.empty() || it->second.connections >= limit)
       continue;
+    if (!due_locked(it->second, now)) {
+      next_look = std::min(next_look, it->second.waiting_since + settings_locked().move_after);
+      continue;
+    }
+    rebalance_look_at_ = now;  // the next event looks again, for the next one due
     if (workers_ < settings_locked().max_mta) {
-      if (pending_ > settings_locked().max_queue && unbound_.empty() && reserve_worker_locked())
+      // One worker at a time: one still starting will take the oldest waiting job itself, and
+      // each event meanwhile starting another had made bursts of connections.
+      if (pending_ > settings_locked().max_queue && unbound_.empty() && starting_ == 0 &&
+          reserve_worker_locked())
         ++spawn;
       return;
     }
@@ -214,6 +242,7 @@ void Queue::rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<
     if (auto w = evict_idle_locked(due)) wake.push_back(std::move(w));
     return;
   }
+  rebalance_look_at_ = next_look;
 }
 
 void Queue::want_rebalance_locked(Clock::time_point at, bool& rearm) {
@@ -226,7 +255,7 @@ void Queue::want_rebalance_locked(Clock::time_point at, bool& rearm) {
 }
 
 void Queue::park_bound_locked(WorkerSlot& slot, std::vector<std::shared_ptr<net::Wakeup>>& wake) {
-  if (settings_locked().per_domain() && !slot.host.empty()) {
+  if (per_domain_ && !slot.host.empty()) {
     std::string key = server_key(slot.host);
     if (slot.destination != key) {
       unbind_locked(slot);  // its last domain no longer counts it among its connections
@@ -242,8 +271,7 @@ void Queue::connected_to(WorkerSlot& slot, std::string host) {
   std::vector<std::shared_ptr<net::Wakeup>> wake;
   {
     std::lock_guard lock(mu_);
-    const bool refile =
-        slot.parked && slot.bound && settings_locked().per_domain() && slot.host != host;
+    const bool refile = slot.parked && slot.bound && per_domain_ && slot.host != host;
     arrived_locked(slot);
     if (host != slot.host) {
       if (!slot.host.empty()) closed_on_server_locked(slot.host);
@@ -329,7 +357,7 @@ std::shared_ptr<net::Wakeup> Queue::evict_idle_locked(const std::string& for_des
 }
 
 void Queue::enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake) {
-  if (!settings_locked().per_domain()) return;
+  if (!per_domain_) return;
   while (idle_lru_.size() > settings_locked().connection_cache) {
     const std::string victim = idle_lru_.back();
     drop_from_lru_locked(dests_[victim]);
@@ -359,8 +387,7 @@ std::deque<std::string>::iterator Queue::waiting_on_host_locked(const WorkerSlot
     const auto it = dests_.find(*i);
     if (it == dests_.end()) continue;
     const Destination& e = it->second;
-    if (e.pending.empty() || e.connections >= limit || !e.servers) continue;
-    if (std::find(e.servers->begin(), e.servers->end(), slot.host) != e.servers->end()) return i;
+    if (!e.pending.empty() && e.connections < limit && on_host(e, slot.host)) return i;
   }
   return waiting_.end();
 }
@@ -381,7 +408,7 @@ void Queue::hold_locked(Job job) {
 
 std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server) {
   const unsigned limit = destination_limit_locked();
-  if (!slot.host.empty() && settings_locked().per_domain()) {
+  if (!slot.host.empty() && per_domain_) {
     // A connected worker keeps its connection where it can: when mail backs up, a worker whose
     // destination ran dry would otherwise take the oldest waiting one, on another host most
     // often, and close and open a connection for each job it moves to (in `zero` with one
@@ -406,7 +433,7 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server)
   // A worker connected elsewhere moves only for a destination worth a new connection
   // (worth_moving_for_locked), and looks no further than the oldest few: the others are served
   // as they come (place_locked), and it may park with its connection for its own server's next.
-  const bool connected_elsewhere = !slot.host.empty() && settings_locked().per_domain();
+  const bool connected_elsewhere = !slot.host.empty() && per_domain_;
   const auto now = Clock::now();
   for (std::size_t i = 0; i < waiting_.size();) {
     if (connected_elsewhere && i >= kHostLook) break;
@@ -420,9 +447,7 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server)
     }
     const bool mine = slot.bound && slot.destination == name;
     const Destination& e = it->second;
-    const bool here =
-        connected_elsewhere && e.servers &&
-        std::find(e.servers->begin(), e.servers->end(), slot.host) != e.servers->end();
+    const bool here = connected_elsewhere && on_host(e, slot.host);
     const bool may_take = !connected_elsewhere || here || worth_moving_for_locked(e, now);
     if ((!mine && e.connections >= limit) || !may_take) {
       ++i;
@@ -521,7 +546,7 @@ void Queue::place_locked(Job job, Clock::time_point now, const Servers& servers,
   const bool known = servers && !servers->empty();
   if (known) d.servers = servers;
   if (!known && look_up_ && d.connections == 0 && d.look_up != Destination::LookUp::Done &&
-      settings_locked().per_domain()) {
+      per_domain_) {
     // A domain new to the MX cache: hold its jobs while its MX hosts are looked up, so that
     // they can go to a connection already open to one of them rather than each new domain
     // opening (or, at max_mta, evicting) one of its own. Held out of waiting_: a worker
@@ -623,6 +648,7 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
   Next next;
   {
     std::lock_guard lock(mu_);
+    started_locked(slot);
     if (slot.drop_connection) {
       slot.drop_connection = false;
       next.drop_connection = true;
@@ -726,6 +752,7 @@ void Queue::detach(WorkerSlot& slot) {
   bool schedule = false;
   {
     std::lock_guard lock(mu_);
+    started_locked(slot);
     --workers_;
     remove_idle_locked(slot);
     if (slot.inbox) {
@@ -993,6 +1020,7 @@ void Queue::on_retry_timer() {
     retrying_ = delayed_.size();
     if (rebalance_due_ <= now) {
       rebalance_due_ = Clock::time_point::max();
+      rebalance_look_at_ = {};  // a full look, past what the last one found
       rebalance_locked(now, p.wake, p.spawn);
       // Another look later while anything still waits: at most one every move_after.
       if (pending_ > 0) rebalance_due_ = now + settings_locked().move_after;

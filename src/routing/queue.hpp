@@ -59,6 +59,7 @@ struct WorkerSlot {
   bool drop_connection = false;  // the queue wants its idle connection closed (cache eviction)
   std::string host;              // the server its connection is open to ("" when none)
   std::string heading_for;       // the server it is counted towards while it connects
+  bool started = false;          // has asked for a job (or left): no longer counted as starting
 };
 
 // How one delivery attempt ended for one recipient.
@@ -244,7 +245,8 @@ class Queue {
 
   // Under mu_:
   [[nodiscard]] bool may_spawn_locked() const;
-  bool reserve_worker_locked();
+  bool reserve_worker_locked();           // counted in workers_ and starting_
+  void started_locked(WorkerSlot& slot);  // its first next_job, or detach
   void bind_locked(WorkerSlot& slot, const std::string& destination);
   void unbind_locked(WorkerSlot& slot);
   void remove_idle_locked(WorkerSlot& slot);
@@ -255,6 +257,10 @@ class Queue {
   void arrived_locked(WorkerSlot& slot);  // connected, or gave up: no longer heading_for
   // Whether a connection, busy or idle, is open to one of `servers`.
   [[nodiscard]] bool served_locked(const std::vector<std::string>& servers) const;
+  // Whether `d`'s oldest waiting job has waited move_after.
+  [[nodiscard]] bool due_locked(const Destination& d, Clock::time_point now) const;
+  // Whether `host` is one of `d`'s servers.
+  [[nodiscard]] static bool on_host(const Destination& d, const std::string& host);
   // Whether a worker connected to another server may close its connection for `d`'s next job:
   // its servers have no connection open, or the job waited move_after for theirs.
   [[nodiscard]] bool worth_moving_for_locked(const Destination& d, Clock::time_point now) const;
@@ -305,6 +311,8 @@ class Queue {
   std::deque<std::string> waiting_;               // destinations with pending jobs, oldest first
   static constexpr std::size_t kHostLook = 32;    // see take_waiting_locked
   static constexpr std::size_t kHostScan = 4096;  // see waiting_on_host_locked
+  unsigned starting_ = 0;                  // workers started that have not asked for a job yet
+  Clock::time_point rebalance_look_at_{};  // rebalance_locked looks no earlier: none is due
   std::size_t head_passed_ = 0;       // times waiting_'s first was passed over for one on a host
   std::vector<WorkerSlot*> unbound_;  // parked workers without a connection
   std::list<std::string> idle_lru_;   // where idle connections are filed, most recent first

@@ -701,7 +701,7 @@ TEST_F(SameServerTest, AJobForABusyServerWaitsForItsConnectionRatherThanStartAWo
   q.set_spawner([&](Queue&, bool) { ++spawned; });
   serve_known(q);
   for (const char* d : {"a.test", "c.test", "e.test"}) know(d, {"mx1"});
-  for (const char* d : {"b.test", "d.test"}) know(d, {"mx2"});
+  for (const char* d : {"b.test", "d.test", "f.test"}) know(d, {"mx2"});
   WorkerSlot a = slot(), b = slot();
   q.submit(job("a.test"));
   EXPECT_EQ(spawned, 1);  // nothing open to mx1
@@ -725,6 +725,14 @@ TEST_F(SameServerTest, AJobForABusyServerWaitsForItsConnectionRatherThanStartAWo
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
   q.submit(job("e.test"));  // d.test waited move_after: one more worker, one at a time
   EXPECT_EQ(spawned, 3);
+  q.submit(job("f.test"));  // not another while that one is starting: it will take d.test
+  EXPECT_EQ(spawned, 3);
+  WorkerSlot started = slot();
+  auto oldest = q.next_job(started, false);
+  ASSERT_TRUE(oldest.job);
+  EXPECT_EQ(oldest.job->destination, "d.test");
+  q.submit(job("f.test"));  // e.test waited as long: the next one
+  EXPECT_EQ(spawned, 4);
 }
 
 TEST_F(SameServerTest, AQuickServersWaitingMailGoesInTheSameWriteAsTheJobInHand) {
