@@ -99,7 +99,8 @@ struct QueueSection {
   std::size_t mx_limit = 5;
   std::size_t connection_cache = 5;       // idle connections kept to this many destinations
   unsigned destination_concurrency = 20;  // connections per destination (DNS-routed queues)
-  Duration move_after{50};                // for its servers' busy connections, at max_mta
+  Duration move_after{200};               // for its servers' busy connections
+  Duration pipeline_within{50};           // a server this quick gets pipelined transactions
   unsigned max_fail = 5;                  // consecutive connection failures: destination down
   Duration down_time{60'000};             // how long a destination stays down
   std::string retry;                      // the queue that takes what this one cannot deliver

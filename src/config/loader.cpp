@@ -373,6 +373,7 @@ QueueSection read_queue(const std::string& file, const toml::table& t,
   q.destination_concurrency =
       r.integer<unsigned>("destination_concurrency", q.destination_concurrency, 1, 100'000);
   q.move_after = r.duration("move_after", q.move_after);
+  q.pipeline_within = r.duration("pipeline_within", q.pipeline_within);
   q.max_fail = r.integer<unsigned>("max_fail", q.max_fail, 1, 100'000);
   q.down_time = r.duration("down_time", q.down_time);
   q.retry = r.string("retry", "");

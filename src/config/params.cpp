@@ -130,14 +130,18 @@ constexpr std::array kParams{
           "a new destination."},
     Param{"queue", "destination_concurrency", "integer", "20",
           "DNS-routed queues: connections at most to one destination."},
-    Param{"queue", "move_after", "duration", "\"50ms\"",
+    Param{"queue", "move_after", "duration", "\"200ms\"",
           "DNS-routed queues: how long a destination whose servers have connections open or "
           "opening, all busy, waits for one of them before a worker is started for it (below "
           "max_mta) or an idle connection to another server is closed and opened to its server "
           "(at max_mta); a worker whose server has no mail leaves it only for such a "
-          "destination, or one whose servers have no connection. Every queue: a server that "
-          "answered a connection's last transaction within this time gets the mail waiting for "
-          "it pipelined (max_pipelined)."},
+          "destination, or one whose servers have no connection. Longer than the relay's own "
+          "backlog under load, which more connections would not shorten; shorter than a slow "
+          "server keeps a job."},
+    Param{"queue", "pipeline_within", "duration", "\"50ms\"",
+          "A server that answered a connection's last transaction within this time (per "
+          "transaction) gets the mail waiting for it pipelined (max_pipelined); a slower one "
+          "gets one transaction at a time, the waiting mail going to other connections."},
     Param{"queue", "max_fail", "integer", "5",
           "Consecutive connection failures after which a destination is down: its mail goes to the "
           "`retry` queue, or fails."},
@@ -167,7 +171,7 @@ constexpr std::array kParams{
           "Jobs (transactions) per connection before it is closed and opened anew."},
     Param{"queue", "max_pipelined", "integer", "8",
           "Transactions written to a connection at once when its server answered the last one "
-          "within move_after and more mail waits for it: each MAIL, RCPT and BDAT with its "
+          "within pipeline_within and more mail waits for it: each MAIL, RCPT and BDAT with its "
           "message (an RSET before each MAIL but the first), their replies read after (RFC "
           "2920, RFC 3030; only where the server offers PIPELINING and CHUNKING, for messages "
           "held in memory; at most 1 MB and 1,000 replies a write). One round trip for all. 1: "

@@ -201,7 +201,7 @@ net::Task<void> MtaWorker::work(bool warm) {
       const std::size_t room =
           std::min(cfg_->max_pipelined - 1, cfg_->max_jobs - jobs_on_connection_ - 1);
       std::vector<Job> more =
-          queue_.more_for_connection(slot_, room, last_transaction_ < cfg_->move_after);
+          queue_.more_for_connection(slot_, room, last_transaction_ < cfg_->pipeline_within);
       written += more.size();
       if (!more.empty()) hold_group(std::move(job), std::move(more));
     }

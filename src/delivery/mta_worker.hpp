@@ -112,7 +112,7 @@ class MtaWorker : public std::enable_shared_from_this<MtaWorker> {
   dns::Route::Host connected_host_;  // and the host it is open to
   std::size_t jobs_on_connection_ = 0;
   // How long the last transaction on this connection took (a pipelined write's, divided among
-  // them): a server that answers within move_after gets the mail waiting for it pipelined.
+  // them): a server that answers within pipeline_within gets the mail waiting for it pipelined.
   Clock::duration last_transaction_ = Clock::duration::max();
   std::optional<Job> current_;  // the job in hand, handed back if the worker dies
   std::vector<Job> in_hand_;    // likewise, the jobs of a pipelined write

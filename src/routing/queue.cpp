@@ -91,7 +91,6 @@ void Queue::start() {
     {
       std::lock_guard lock(mu_);
       ++workers_;
-      ++starting_;
       stats_.peak_mtas = std::max(stats_.peak_mtas, workers_);
     }
     if (spawner_) spawner_(*this, /*warm=*/true);
@@ -104,16 +103,29 @@ bool Queue::may_spawn_locked() const {
   return workers_ < settings_locked().max_mta && Clock::now() >= spawn_paused_until_;
 }
 
-void Queue::started_locked(WorkerSlot& slot) {
-  if (slot.started) return;
+bool Queue::start_worker_for_locked(const std::string& destination, const std::string& server,
+                                    unsigned& spawn) {
+  if (!reserve_worker_locked()) return false;
+  ++spawn;
+  started_for_.emplace_back(destination, server);
+  if (!server.empty()) ++open_by_server_[server];
+  return true;
+}
+
+std::string Queue::started_locked(WorkerSlot& slot) {
+  if (slot.started) return {};
   slot.started = true;
-  if (starting_ > 0) --starting_;
+  // Whichever worker comes first takes the first one's place: they are all alike.
+  if (started_for_.empty()) return {};
+  auto [destination, server] = std::move(started_for_.front());
+  started_for_.pop_front();
+  if (!server.empty()) closed_on_server_locked(server);  // counted again as it binds
+  return destination;
 }
 
 bool Queue::reserve_worker_locked() {
   if (!may_spawn_locked()) return false;
   ++workers_;
-  ++starting_;
   stats_.peak_mtas = std::max(stats_.peak_mtas, workers_);
   return true;
 }
@@ -229,12 +241,12 @@ void Queue::rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<
       continue;
     }
     rebalance_look_at_ = now;  // the next event looks again, for the next one due
+    // One worker an event while the oldest is due, before the last started has arrived: a
+    // burst, which is how connections grow to a slow server's share (`latency`: from 73% to
+    // 62% of max_mta / delay when it waited for each to arrive).
     if (workers_ < settings_locked().max_mta) {
-      // One worker at a time: one still starting will take the oldest waiting job itself, and
-      // each event meanwhile starting another had made bursts of connections.
-      if (pending_ > settings_locked().max_queue && unbound_.empty() && starting_ == 0 &&
-          reserve_worker_locked())
-        ++spawn;
+      if (pending_ > settings_locked().max_queue && unbound_.empty())
+        start_worker_for_locked(name, std::string(), spawn);
       return;
     }
     if (idle_lru_.empty()) return;
@@ -408,20 +420,28 @@ void Queue::hold_locked(Job job) {
 
 std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server) {
   const unsigned limit = destination_limit_locked();
+  // Entries whose jobs a worker bound to them took (next_job) are dropped from the front, so that
+  // the head passed over below is one that waits.
+  while (!waiting_.empty()) {
+    const auto head = dests_.find(waiting_.front());
+    if (head != dests_.end() && !head->second.pending.empty()) break;
+    drop_waiting_locked(0);
+  }
   if (!slot.host.empty() && per_domain_) {
     // A connected worker keeps its connection where it can: when mail backs up, a worker whose
     // destination ran dry would otherwise take the oldest waiting one, on another host most
     // often, and close and open a connection for each job it moves to (in `zero` with one
     // sink thread: ~16,800 connections for 20,000 messages, half the rate).
     auto on_host = waiting_on_host_locked(slot, limit);
-    // The destination waiting longest, when this worker could take it and it is worth a new
-    // connection, is passed over kHostLook times at most: one whose servers' connections are all
-    // elsewhere or slow is not left behind while others keep coming. (One at its connection
-    // limit is not passed over: its own workers serve it.)
+    // The destination waiting longest, when this worker could take it and no connection is
+    // open to its servers, is passed over kHostLook times at most: it is not left behind while
+    // others keep coming. (One whose server has a connection is that connection's oldest: moving
+    // for it, when all are slow, only closed and opened connections; one at its connection limit
+    // is served by its own workers.)
     if (on_host != waiting_.begin() && on_host != waiting_.end()) {
       const auto head = dests_.find(waiting_.front());
       const bool takeable = head != dests_.end() && head->second.connections < limit &&
-                            worth_moving_for_locked(head->second, Clock::now());
+                            !(head->second.servers && served_locked(*head->second.servers));
       if (takeable && ++head_passed_ > kHostLook) return take_from_waiting_locked(slot, 0);
     }
     if (on_host != waiting_.end()) {
@@ -440,9 +460,7 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server)
     const std::string name = waiting_[i];
     auto it = dests_.find(name);
     if (it == dests_.end() || it->second.pending.empty()) {
-      if (it != dests_.end()) it->second.waiting = false;
-      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
-      if (it != dests_.end()) forget_if_idle_locked(name);
+      drop_waiting_locked(i);
       continue;
     }
     const bool mine = slot.bound && slot.destination == name;
@@ -457,6 +475,16 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server)
     return take_from_waiting_locked(slot, i);
   }
   return std::nullopt;
+}
+
+void Queue::drop_waiting_locked(std::size_t i) {
+  const std::string name = waiting_[i];
+  waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
+  if (i == 0) head_passed_ = 0;
+  const auto it = dests_.find(name);
+  if (it == dests_.end()) return;
+  it->second.waiting = false;
+  forget_if_idle_locked(name);
 }
 
 Job Queue::pop_waiting_locked(std::size_t i) {
@@ -594,8 +622,11 @@ void Queue::place_locked(Job job, Clock::time_point now, const Servers& servers,
   if (wait_for_own && room) want_rebalance_locked(now + settings_locked().move_after, p.rearm);
   if (room && !wait_for_own) {
     // Patent Fig. 7: no worker ready, fewer than max_mta, a backlog beyond max_queue.
-    if ((workers_ == 0 || pending_ > settings_locked().max_queue) && reserve_worker_locked()) {
-      ++p.spawn;
+    // Counted towards the server from now, not from when the worker takes the job: the jobs
+    // for that server coming in meanwhile wait for it rather than each start a worker (`zero`:
+    // 50-100 workers started for 8 servers in its first milliseconds).
+    if ((workers_ == 0 || pending_ > settings_locked().max_queue) &&
+        start_worker_for_locked(name, known ? servers->front() : std::string(), p.spawn)) {
     } else if (workers_ >= settings_locked().max_mta) {
       if (auto w = evict_idle_locked(name)) p.wake.push_back(std::move(w));
     }
@@ -648,7 +679,7 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
   Next next;
   {
     std::lock_guard lock(mu_);
-    started_locked(slot);
+    const std::string started_for = started_locked(slot);
     if (slot.drop_connection) {
       slot.drop_connection = false;
       next.drop_connection = true;
@@ -665,6 +696,13 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
     // wait timed out) ended its wait without anyone taking it off the idle lists: left there,
     // it could be handed a job while busy, and a second would overwrite the first.
     remove_idle_locked(slot);
+    if (!started_for.empty() && !slot.bound) {
+      // A new worker takes the job it was started for, if no one else did meanwhile.
+      const auto it = dests_.find(started_for);
+      if (it != dests_.end() && !it->second.pending.empty() &&
+          it->second.connections < destination_limit_locked())
+        bind_locked(slot, started_for);
+    }
     if (slot.bound) {
       Destination& d = dests_[slot.destination];
       if (!d.pending.empty()) {

@@ -59,7 +59,7 @@ struct WorkerSlot {
   bool drop_connection = false;  // the queue wants its idle connection closed (cache eviction)
   std::string host;              // the server its connection is open to ("" when none)
   std::string heading_for;       // the server it is counted towards while it connects
-  bool started = false;          // has asked for a job (or left): no longer counted as starting
+  bool started = false;          // has asked for a job (or left): Queue::started_for_ done
 };
 
 // How one delivery attempt ended for one recipient.
@@ -157,7 +157,7 @@ class Queue {
   // For a worker holding a job on an open connection: up to `max` more jobs that connection's
   // server takes (its destination's next, then waiting destinations it serves), to go in the
   // same write. Only when its server is `quick` (it answered the connection's last transaction
-  // within move_after: they would have waited about as long for this connection anyway). A
+  // within pipeline_within: they would have waited about as long for this connection anyway). A
   // slow server answers pipelined transactions one after the other: they are left for other
   // connections to take at the same time.
   [[nodiscard]] std::vector<Job> more_for_connection(WorkerSlot& slot, std::size_t max, bool quick);
@@ -245,8 +245,13 @@ class Queue {
 
   // Under mu_:
   [[nodiscard]] bool may_spawn_locked() const;
-  bool reserve_worker_locked();           // counted in workers_ and starting_
-  void started_locked(WorkerSlot& slot);  // its first next_job, or detach
+  bool reserve_worker_locked();
+  // Reserves a worker (`spawn`) that takes `destination`'s next job when it starts, counted
+  // towards `server` (if any) meanwhile.
+  bool start_worker_for_locked(const std::string& destination, const std::string& server,
+                               unsigned& spawn);
+  // At its first next_job, or detach: the destination a worker was started for, if any.
+  std::string started_locked(WorkerSlot& slot);
   void bind_locked(WorkerSlot& slot, const std::string& destination);
   void unbind_locked(WorkerSlot& slot);
   void remove_idle_locked(WorkerSlot& slot);
@@ -283,6 +288,8 @@ class Queue {
   Job take_from_waiting_locked(WorkerSlot& slot, std::size_t i);
   // The same, the slot's binding left as it is (not counted in flight either).
   Job pop_waiting_locked(std::size_t i);
+  // Drops waiting_[i], whose jobs were taken by a worker bound to it.
+  void drop_waiting_locked(std::size_t i);
   // Of the kHostScan oldest waiting destinations, the first a worker connected to `host` may
   // take that this host serves; waiting_.end() if none.
   std::deque<std::string>::iterator waiting_on_host_locked(const WorkerSlot& slot, unsigned limit);
@@ -311,7 +318,9 @@ class Queue {
   std::deque<std::string> waiting_;               // destinations with pending jobs, oldest first
   static constexpr std::size_t kHostLook = 32;    // see take_waiting_locked
   static constexpr std::size_t kHostScan = 4096;  // see waiting_on_host_locked
-  unsigned starting_ = 0;                  // workers started that have not asked for a job yet
+  // Workers started for a destination (start_worker_for_locked) that have not asked for a job
+  // yet: destination and server, in the order started.
+  std::deque<std::pair<std::string, std::string>> started_for_;
   Clock::time_point rebalance_look_at_{};  // rebalance_locked looks no earlier: none is due
   std::size_t head_passed_ = 0;       // times waiting_'s first was passed over for one on a host
   std::vector<WorkerSlot*> unbound_;  // parked workers without a connection

@@ -27,7 +27,7 @@ def test_mail_waiting_for_a_quick_server_goes_several_transactions_to_a_write(si
     port = free_port()
     # One connection: what the composer sends meanwhile waits for it, and goes pipelined.
     srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["{s.address}"]\nmax_mta = 1\n'
-                'move_after = "10s"\n')  # a quick server, however slow the test machine
+                'pipeline_within = "10s"\n')  # a quick server, however slow the test machine
     r = subprocess.run([MMA, "compose", "--synthetic", "400", "--domains", "4", "-s", f"127.0.0.1:{port}",
                         "-n", "10", "--progress", "never"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -123,7 +123,7 @@ def relay_to(serve, holder):
     returns the relay and its port."""
     port = free_port()
     srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["127.0.0.1:{holder.port}"]\n'
-                'max_mta = 1\nmove_after = "10s"\nretry_delay = "50ms"\n')
+                'max_mta = 1\npipeline_within = "10s"\nretry_delay = "50ms"\n')
     return srv, port
 
 

@@ -95,7 +95,7 @@ def test_postfix_takes_pipelined_transactions(serve, postfix_remote):
     pf = postfix_remote()
     port = free_port()
     srv = serve(listener(port) + f'[[queue]]\nname = "general"\nmx = ["127.0.0.1:{pf.port}"]\nmax_mta = 1\n'
-                'tls = "off"\nmove_after = "10s"\n')
+                'tls = "off"\npipeline_within = "10s"\n')
     r = subprocess.run([MMA, "compose", "--synthetic", "300", "--big-domain", "remote.test", "--big-share", "1",
                         "-s", f"127.0.0.1:{port}", "-n", "10", "--progress", "never"],
                        capture_output=True, text=True, timeout=120)

@@ -83,9 +83,12 @@ mx = ["localhost"]
 retry_delay = "2s"
 max_size = "10M"
 timeouts = { idle = "1m" }
+pipeline_within = "20ms"
 )",
                           "x.toml");
-  EXPECT_EQ(c.queues[0].mx[0].port, 2526);  // [delivery] port when the host has none
+  EXPECT_EQ(c.queues[0].pipeline_within.count(), 20);
+  EXPECT_EQ(c.queues[0].move_after.count(), 200);  // the default
+  EXPECT_EQ(c.queues[0].mx[0].port, 2526);         // [delivery] port when the host has none
   EXPECT_EQ(c.queues[0].retry_delay.count(), 2000);
   EXPECT_EQ(c.queues[0].max_size, 10u << 20);
   EXPECT_EQ(c.queues[0].timeouts.connect.count(), 250);      // inherited from [delivery]
