@@ -625,9 +625,10 @@ void Queue::place_locked(Job job, Clock::time_point now, const Servers& servers,
     // Counted towards the server from now, not from when the worker takes the job: the jobs
     // for that server coming in meanwhile wait for it rather than each start a worker (`zero`:
     // 50-100 workers started for 8 servers in its first milliseconds).
-    if ((workers_ == 0 || pending_ > settings_locked().max_queue) &&
-        start_worker_for_locked(name, known ? servers->front() : std::string(), p.spawn)) {
-    } else if (workers_ >= settings_locked().max_mta) {
+    const bool started =
+        (workers_ == 0 || pending_ > settings_locked().max_queue) &&
+        start_worker_for_locked(name, known ? servers->front() : std::string(), p.spawn);
+    if (!started && workers_ >= settings_locked().max_mta) {
       if (auto w = evict_idle_locked(name)) p.wake.push_back(std::move(w));
     }
   }
