@@ -68,6 +68,7 @@ void Queue::reconfigure(config::QueueSection next) {
   {
     std::lock_guard lock(mu_);
     cfg_locked_ = config();
+    rebalance_look_at_ = {};  // computed with the old move_after
     const auto& c = cfg_locked_;
     // A higher throttle lets held sessions go on; a higher max_mta starts workers for what waits.
     if (c->throttle == 0 || pending_ < c->throttle) wake.swap(throttled_);
@@ -155,7 +156,9 @@ void Queue::unbind_locked(WorkerSlot& slot) {
   if (!slot.bound) return;
   slot.bound = false;
   if (auto it = dests_.find(slot.destination); it != dests_.end() && it->second.connections > 0) {
-    --it->second.connections;
+    // Under its limit again: the rebalancing's next look counts it (it left it out).
+    if (it->second.connections-- == destination_limit_locked() && !it->second.pending.empty())
+      rebalance_look_at_ = {};
   }
   forget_if_idle_locked(slot.destination);
   slot.destination.clear();
@@ -477,6 +480,21 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server)
   return std::nullopt;
 }
 
+std::optional<std::size_t> Queue::due_on_host_locked(const WorkerSlot& slot) {
+  if (!per_domain_ || slot.host.empty()) return std::nullopt;
+  // The first waiting destination but the slot's own (which may head the list, as an entry
+  // that stayed while its jobs were taken from it).
+  const std::size_t i = !waiting_.empty() && waiting_.front() == slot.destination ? 1 : 0;
+  if (i >= waiting_.size()) return std::nullopt;
+  const auto it = dests_.find(waiting_[i]);
+  if (it == dests_.end()) return std::nullopt;
+  const Destination& d = it->second;
+  if (d.pending.empty() || d.connections >= destination_limit_locked() || !on_host(d, slot.host) ||
+      !due_locked(d, Clock::now()))
+    return std::nullopt;
+  return i;
+}
+
 void Queue::drop_waiting_locked(std::size_t i) {
   const std::string name = waiting_[i];
   waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -704,7 +722,14 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
           it->second.connections < destination_limit_locked())
         bind_locked(slot, started_for);
     }
-    if (slot.bound) {
+    const auto due_here = slot.bound ? due_on_host_locked(slot) : std::nullopt;
+    if (due_here) {
+      // Mail for this server that waited move_after goes before the worker's own domain's next:
+      // a busy domain would keep it from the only connection it may get at max_mta.
+      next.on_server = true;
+      ++stats_.reused;
+      next.job = take_from_waiting_locked(slot, *due_here);
+    } else if (slot.bound) {
       Destination& d = dests_[slot.destination];
       if (!d.pending.empty()) {
         next.job = std::move(d.pending.front());

@@ -288,6 +288,9 @@ class Queue {
   Job take_from_waiting_locked(WorkerSlot& slot, std::size_t i);
   // The same, the slot's binding left as it is (not counted in flight either).
   Job pop_waiting_locked(std::size_t i);
+  // The index in waiting_ of the destination waiting longest (the slot's own aside) if it is on
+  // the slot's host and has waited move_after.
+  [[nodiscard]] std::optional<std::size_t> due_on_host_locked(const WorkerSlot& slot);
   // Drops waiting_[i], whose jobs were taken by a worker bound to it.
   void drop_waiting_locked(std::size_t i);
   // Of the kHostScan oldest waiting destinations, the first a worker connected to `host` may

@@ -761,6 +761,34 @@ TEST_F(SameServerTest, AWorkerStartedForAServerCountsTowardsItAndTakesTheJobItWa
   EXPECT_EQ(x.job->destination, "x.test");
 }
 
+// A busy domain does not keep its server's other mail from the connection (at max_mta the only
+// one that mail may get): once that mail has waited move_after it goes before the domain's next.
+TEST_F(SameServerTest, MailThatWaitedForItsServerGoesBeforeTheConnectionsOwnDomainsNext) {
+  config::QueueSection c = cfg(1, 5, 5);
+  c.move_after = std::chrono::milliseconds(300);  // more than a loaded machine's pause
+  Queue q(c, log, loops);
+  use_known(q);
+  know("a.test", {"mx1"});
+  know("b.test", {"mx1"});
+  q.submit(job("a.test"));
+  WorkerSlot w = slot();
+  auto current = q.next_job(w, false);
+  ASSERT_TRUE(current.job);
+  q.connected_to(w, "mx1");
+  q.submit(job("b.test"));
+  for (int i = 0; i < 3; ++i) q.submit(job("a.test"));
+  delivered(q, std::move(*current.job), "mx1");
+  current = q.next_job(w, true);
+  ASSERT_TRUE(current.job);
+  EXPECT_EQ(current.job->destination, "a.test");  // b.test has not waited move_after yet
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  delivered(q, std::move(*current.job), "mx1");
+  current = q.next_job(w, true);
+  ASSERT_TRUE(current.job);
+  EXPECT_EQ(current.job->destination, "b.test");
+  EXPECT_TRUE(current.on_server);
+}
+
 TEST_F(SameServerTest, AQuickServersWaitingMailGoesInTheSameWriteAsTheJobInHand) {
   Queue q(cfg(10, 5, 5), log, loops);
   use_known(q);
