@@ -208,8 +208,16 @@ bool Queue::served_locked(const std::vector<std::string>& servers) const {
                      [this](const std::string& h) { return open_by_server_.contains(h); });
 }
 
+bool Queue::takeable(const Destination& d, unsigned limit) {
+  return !d.pending.empty() && d.connections < limit;
+}
+
+Clock::time_point Queue::due_at_locked(const Destination& d) const {
+  return d.waiting_since + settings_locked().move_after;
+}
+
 bool Queue::due_locked(const Destination& d, Clock::time_point now) const {
-  return d.waiting_since + settings_locked().move_after <= now;
+  return due_at_locked(d) <= now;
 }
 
 bool Queue::on_host(const Destination& d, const std::string& host) {
@@ -237,10 +245,9 @@ void Queue::rebalance_locked(Clock::time_point now, std::vector<std::shared_ptr<
   for (std::size_t i = 0; i < n; ++i) {
     const std::string& name = waiting_[i];
     const auto it = dests_.find(name);
-    if (it == dests_.end() || it->second.pending.empty() || it->second.connections >= limit)
-      continue;
+    if (it == dests_.end() || !takeable(it->second, limit)) continue;
     if (!due_locked(it->second, now)) {
-      next_look = std::min(next_look, it->second.waiting_since + settings_locked().move_after);
+      next_look = std::min(next_look, due_at_locked(it->second));
       continue;
     }
     rebalance_look_at_ = now;  // the next event looks again, for the next one due
@@ -402,7 +409,7 @@ std::deque<std::string>::iterator Queue::waiting_on_host_locked(const WorkerSlot
     const auto it = dests_.find(*i);
     if (it == dests_.end()) continue;
     const Destination& e = it->second;
-    if (!e.pending.empty() && e.connections < limit && on_host(e, slot.host)) return i;
+    if (takeable(e, limit) && on_host(e, slot.host)) return i;
   }
   return waiting_.end();
 }
@@ -421,7 +428,8 @@ void Queue::hold_locked(Job job) {
   stats_.peak_msgs = std::max(stats_.peak_msgs, pending_);
 }
 
-std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server) {
+std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, Clock::time_point now,
+                                              bool& on_server) {
   const unsigned limit = destination_limit_locked();
   // Entries whose jobs a worker bound to them took (next_job) are dropped from the front, so that
   // the head passed over below is one that waits.
@@ -443,9 +451,9 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server)
     // is served by its own workers.)
     if (on_host != waiting_.begin() && on_host != waiting_.end()) {
       const auto head = dests_.find(waiting_.front());
-      const bool takeable = head != dests_.end() && head->second.connections < limit &&
+      const bool unserved = head != dests_.end() && takeable(head->second, limit) &&
                             !(head->second.servers && served_locked(*head->second.servers));
-      if (takeable && ++head_passed_ > kHostLook) return take_from_waiting_locked(slot, 0);
+      if (unserved && ++head_passed_ > kHostLook) return take_from_waiting_locked(slot, 0);
     }
     if (on_host != waiting_.end()) {
       ++stats_.reused;
@@ -457,7 +465,6 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server)
   // (worth_moving_for_locked), and looks no further than the oldest few: the others are served
   // as they come (place_locked), and it may park with its connection for its own server's next.
   const bool connected_elsewhere = !slot.host.empty() && per_domain_;
-  const auto now = Clock::now();
   for (std::size_t i = 0; i < waiting_.size();) {
     if (connected_elsewhere && i >= kHostLook) break;
     const std::string name = waiting_[i];
@@ -480,7 +487,8 @@ std::optional<Job> Queue::take_waiting_locked(WorkerSlot& slot, bool& on_server)
   return std::nullopt;
 }
 
-std::optional<std::size_t> Queue::due_on_host_locked(const WorkerSlot& slot) {
+std::optional<std::size_t> Queue::due_on_host_locked(const WorkerSlot& slot,
+                                                     Clock::time_point now) {
   if (!per_domain_ || slot.host.empty()) return std::nullopt;
   // The first waiting destination but the slot's own (which may head the list, as an entry
   // that stayed while its jobs were taken from it).
@@ -489,8 +497,7 @@ std::optional<std::size_t> Queue::due_on_host_locked(const WorkerSlot& slot) {
   const auto it = dests_.find(waiting_[i]);
   if (it == dests_.end()) return std::nullopt;
   const Destination& d = it->second;
-  if (d.pending.empty() || d.connections >= destination_limit_locked() || !on_host(d, slot.host) ||
-      !due_locked(d, Clock::now()))
+  if (!takeable(d, destination_limit_locked()) || !on_host(d, slot.host) || !due_locked(d, now))
     return std::nullopt;
   return i;
 }
@@ -718,11 +725,11 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
     if (!started_for.empty() && !slot.bound) {
       // A new worker takes the job it was started for, if no one else did meanwhile.
       const auto it = dests_.find(started_for);
-      if (it != dests_.end() && !it->second.pending.empty() &&
-          it->second.connections < destination_limit_locked())
+      if (it != dests_.end() && takeable(it->second, destination_limit_locked()))
         bind_locked(slot, started_for);
     }
-    const auto due_here = slot.bound ? due_on_host_locked(slot) : std::nullopt;
+    const auto now = Clock::now();
+    const auto due_here = slot.bound ? due_on_host_locked(slot, now) : std::nullopt;
     if (due_here) {
       // Mail for this server that waited move_after goes before the worker's own domain's next:
       // a busy domain would keep it from the only connection it may get at max_mta.
@@ -740,10 +747,10 @@ Queue::Next Queue::next_job(WorkerSlot& slot, bool connected) {
         unbind_locked(slot);
       }
     }
-    if (!next.job) next.job = take_waiting_locked(slot, next.on_server);
+    if (!next.job) next.job = take_waiting_locked(slot, now, next.on_server);
     if (next.job) {
       release_throttled_locked(wake);
-      rebalance_locked(Clock::now(), wake, spawn);
+      rebalance_locked(now, wake, spawn);
     } else if (stopping_) {
       next.stop = true;
     } else if (!slot.parked) {

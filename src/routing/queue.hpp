@@ -262,7 +262,10 @@ class Queue {
   void arrived_locked(WorkerSlot& slot);  // connected, or gave up: no longer heading_for
   // Whether a connection, busy or idle, is open to one of `servers`.
   [[nodiscard]] bool served_locked(const std::vector<std::string>& servers) const;
-  // Whether `d`'s oldest waiting job has waited move_after.
+  // Whether `d` has jobs waiting and room for another connection.
+  [[nodiscard]] static bool takeable(const Destination& d, unsigned limit);
+  // When `d`'s oldest waiting job will have waited move_after; whether it has.
+  [[nodiscard]] Clock::time_point due_at_locked(const Destination& d) const;
   [[nodiscard]] bool due_locked(const Destination& d, Clock::time_point now) const;
   // Whether `host` is one of `d`'s servers.
   [[nodiscard]] static bool on_host(const Destination& d, const std::string& host);
@@ -283,14 +286,15 @@ class Queue {
   std::shared_ptr<net::Wakeup> evict_idle_locked(const std::string& for_destination);
   void enforce_cache_locked(std::vector<std::shared_ptr<net::Wakeup>>& wake);
   // `on_server`: set when the job is one of the worker's server's.
-  std::optional<Job> take_waiting_locked(WorkerSlot& slot, bool& on_server);
+  std::optional<Job> take_waiting_locked(WorkerSlot& slot, Clock::time_point now, bool& on_server);
   // The next job of the destination at waiting_[i], the slot bound to it.
   Job take_from_waiting_locked(WorkerSlot& slot, std::size_t i);
   // The same, the slot's binding left as it is (not counted in flight either).
   Job pop_waiting_locked(std::size_t i);
   // The index in waiting_ of the destination waiting longest (the slot's own aside) if it is on
   // the slot's host and has waited move_after.
-  [[nodiscard]] std::optional<std::size_t> due_on_host_locked(const WorkerSlot& slot);
+  [[nodiscard]] std::optional<std::size_t> due_on_host_locked(const WorkerSlot& slot,
+                                                              Clock::time_point now);
   // Drops waiting_[i], whose jobs were taken by a worker bound to it.
   void drop_waiting_locked(std::size_t i);
   // Of the kHostScan oldest waiting destinations, the first a worker connected to `host` may
